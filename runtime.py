@@ -1,0 +1,1580 @@
+"""Shared runtime for every runner: Estimator setup, distribution, warm start, export, progress.
+
+The reference builds a TPUEstimator in every runner and nothing else. This module builds it once:
+
+* `build_runner(model_fn, options, model_dir, ...)` returns a `Runner` around a TPUEstimator (with
+  `--use_tpu`, or on request with use_tpu=False for tests) or a plain `tf.estimator.Estimator` on
+  CPU/GPU, optionally with MirroredStrategy (several GPUs, or logical CPU devices) or
+  MultiWorkerMirroredStrategy (TF_CONFIG). The same model_fn serves both: it returns
+  `make_spec(...)`, which builds a TPUEstimatorSpec or an EstimatorSpec as the estimator needs.
+* `Runner.train / evaluate / predict / train_and_evaluate / export`: resume or warm start said
+  plainly in the log, evaluation after each checkpoint with early stopping and a copy of the best
+  checkpoint in `<model_dir>/best/`, SavedModel export written atomically.
+* Inside model_fn: `init_from_checkpoint`, `create_train_op` (calls optimization.create_optimizer
+  with the runtime options), `make_spec`, `serving_input_fn_builder`.
+* Script helpers: `UsageError`, `run_main`, `atomic_output`, `ProgressLogger`, `write_eval_results`,
+  `decode_record`, and the shared flag groups (`define_*_flags`, `RuntimeOptions.from_flags`).
+
+This module never reads FLAGS itself: runners define the flag groups, then pass
+`RuntimeOptions.from_flags(FLAGS)`.
+
+Decisions worth knowing:
+* `--distribution_strategy=mirrored` without GPUs uses the logical CPU devices when the process
+  created them (tf.config.set_logical_device_configuration before TF initialises); with a single CPU
+  device it logs that and trains without a strategy.
+* `--use_amp` without a GPU logs that the float16 rewrite cannot happen and trains in float32 (the
+  optimizer still gets use_amp, so dynamic loss scaling wraps it; harmless in float32).
+* `--num_accumulation_steps=k` feeds micro-batches of train_batch_size / k examples; the optimizer
+  applies one update (one global step) per k micro-batches, so max_steps counts full-batch updates.
+* Export always goes through a plain CPU Estimator built on the same model_fn (never the TPU graph),
+  which sidesteps TPUEstimator's export_to_tpu trap and works after TPUEstimator and Estimator runs.
+* MirroredStrategy all-reduces with ReductionToOneDevice on CPUs and NCCL on GPUs: the eager
+  default (collective ops) hangs inside the Estimator's tf1 Session.
+* MultiWorkerMirroredStrategy must be created before TensorFlow initialises its runtime, so call
+  build_runner before running any op; Runner.train goes through train_and_evaluate there, because
+  Estimator.train refuses TF_CONFIG-driven multi-worker training. Workers only train: evaluation and
+  early stopping need an `evaluator` task.
+* `--use_xla` sets TF_XLA_FLAGS=--tf_xla_cpu_global_jit (read once, when TensorFlow's runtime
+  starts; build_runner sets it before touching a device) plus the session's global jit level.
+* Evaluation during training runs on one device (eval_distribute is not set).
+"""
+
+import collections
+import contextlib
+import dataclasses
+import datetime
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from typing import Optional
+
+from absl import app
+from absl import flags
+import tensorflow as tf
+
+tf1 = tf.compat.v1
+
+# Graph collections through which make_spec / create_train_op hand tensors to the Runner's hooks.
+_LOSS_COLLECTION = "bert_runtime_train_loss"
+_LR_COLLECTION = "bert_runtime_learning_rate"
+
+_BEST_DIR_NAME = "best"
+_BEST_INFO_FILE = "best_checkpoint.json"
+
+
+# ------------------------------------------------------------------------------------------------
+# Errors, files, progress
+# ------------------------------------------------------------------------------------------------
+
+
+class UsageError(Exception):
+    """Bad user input or flags. The message is one line naming the problem and the fix."""
+
+
+# Exceptions that describe a problem with the user's input rather than a bug in the code.
+_USER_ERRORS = (
+    UsageError,
+    FileNotFoundError,
+    tf.errors.NotFoundError,
+    UnicodeDecodeError,
+    ValueError,
+)
+
+
+def _one_line(message):
+    return " ".join(str(message).split())
+
+
+def _error_message(error):
+    if isinstance(error, tf.errors.OpError):
+        return _one_line(error.message) or type(error).__name__
+    return _one_line(error) or type(error).__name__
+
+
+def run_main(main, argv=None):
+    """Runs `main` like `absl.app.run`; user errors become one `ERROR:` line and exit status 1.
+
+    Args:
+      main: the script's `main(argv)`.
+      argv: optional argument list (defaults to sys.argv).
+
+    Set the environment variable BERT_DEBUG=1 to get the full traceback instead.
+    """
+
+    def _main_with_clean_errors(args):
+        try:
+            return main(args)
+        except _USER_ERRORS as e:
+            if os.environ.get("BERT_DEBUG", "") not in ("", "0"):
+                raise
+            sys.stdout.flush()
+            sys.stderr.write(f"ERROR: {_error_message(e)}\n")
+            sys.stderr.flush()
+            sys.exit(1)
+
+    app.run(_main_with_clean_errors, argv=argv)
+
+
+def _remove_path(path):
+    if tf.io.gfile.isdir(path):
+        tf.io.gfile.rmtree(path)
+    elif tf.io.gfile.exists(path):
+        tf.io.gfile.remove(path)
+
+
+@contextlib.contextmanager
+def atomic_output(path):
+    """Yields a temporary path next to `path`; renames it to `path` only if the block succeeds.
+
+    Works for files and directories (write a directory at the yielded path to produce one). On an
+    exception the temporary file or directory is removed and `path` is left untouched.
+
+    Args:
+      path: final file or directory path (local or gs://).
+
+    Yields:
+      `<dir>/.<name>.tmp-<pid>`, which does not exist yet.
+    """
+    path = path.rstrip("/") or path
+    dirname, name = os.path.split(path)
+    if dirname:
+        tf.io.gfile.makedirs(dirname)
+    tmp_path = os.path.join(dirname, f".{name}.tmp-{os.getpid()}")
+    _remove_path(tmp_path)
+    try:
+        yield tmp_path
+    except BaseException:
+        _remove_path(tmp_path)
+        raise
+    if not tf.io.gfile.exists(tmp_path):
+        tf1.logging.warning("atomic_output: nothing was written for %s", path)
+        return
+    if tf.io.gfile.isdir(tmp_path):
+        # A directory cannot be renamed over a non-empty one: move the old one aside first, so that
+        # `path` is always either the complete old or the complete new directory.
+        old_path = os.path.join(dirname, f".{name}.old-{os.getpid()}")
+        if tf.io.gfile.exists(path):
+            _remove_path(old_path)
+            tf.io.gfile.rename(path, old_path)
+        tf.io.gfile.rename(tmp_path, path)
+        _remove_path(old_path)
+    else:
+        tf.io.gfile.rename(tmp_path, path, overwrite=True)
+
+
+def _format_duration(seconds):
+    if seconds is None or seconds != seconds or seconds == float("inf"):
+        return "?"
+    return str(datetime.timedelta(seconds=int(round(seconds))))
+
+
+class ProgressLogger:
+    """Logs counts, rate and ETA of a long loop, at most every `every_seconds`.
+
+    Example line: `features: 1,234/5,000 examples (24.7%), 320.1 examples/s, ETA 0:00:12`.
+    """
+
+    def __init__(self, total=None, unit="examples", name="", every_seconds=10.0):
+        self.total = total
+        self.unit = unit
+        self.name = name or "progress"
+        self.every_seconds = every_seconds
+        self.count = 0
+        self._start = time.time()
+        self._last_log = self._start
+        self._finished = False
+
+    @property
+    def elapsed(self):
+        return time.time() - self._start
+
+    @property
+    def rate(self):
+        elapsed = self.elapsed
+        return self.count / elapsed if elapsed > 0 else 0.0
+
+    def _line(self):
+        rate = self.rate
+        if self.total:
+            percent = 100.0 * self.count / self.total
+            eta = (self.total - self.count) / rate if rate > 0 else None
+            return (
+                f"{self.name}: {self.count:,}/{self.total:,} {self.unit} ({percent:.1f}%), "
+                f"{rate:,.1f} {self.unit}/s, ETA {_format_duration(eta)}"
+            )
+        return f"{self.name}: {self.count:,} {self.unit}, {rate:,.1f} {self.unit}/s"
+
+    def update(self, n=1):
+        """Adds `n` to the count and logs if `every_seconds` passed since the last line."""
+        self.count += n
+        now = time.time()
+        if now - self._last_log >= self.every_seconds:
+            self._last_log = now
+            tf1.logging.info(self._line())
+
+    def done(self):
+        """Logs the final line: total, rate and elapsed time (only once)."""
+        if self._finished:
+            return
+        self._finished = True
+        tf1.logging.info(
+            "%s: done, %s %s in %s (%s %s/s)",
+            self.name,
+            f"{self.count:,}",
+            self.unit,
+            _format_duration(self.elapsed),
+            f"{self.rate:,.1f}",
+            self.unit,
+        )
+
+
+def write_eval_results(result, output_dir, file_name="eval_results.txt"):
+    """Logs and writes an eval result dict in the reference format (sorted `key = value` lines).
+
+    Args:
+      result: dict of metric name -> value (as returned by Estimator.evaluate).
+      output_dir: directory to write into (created if needed).
+      file_name: name of the result file.
+
+    Returns:
+      The path of the written file.
+    """
+    tf.io.gfile.makedirs(output_dir)
+    path = os.path.join(output_dir, file_name)
+    tf1.logging.info("***** Eval results *****")
+    with atomic_output(path) as tmp_path:
+        with tf.io.gfile.GFile(tmp_path, "w") as writer:
+            for key in sorted(result.keys()):
+                tf1.logging.info("  %s = %s", key, str(result[key]))
+                writer.write(f"{key} = {result[key]}\n")
+    return path
+
+
+def decode_record(record, name_to_features):
+    """Parses one serialized tf.train.Example and casts int64 features to int32 (TPUs need int32).
+
+    Args:
+      record: scalar string tensor, a serialized tf.train.Example.
+      name_to_features: dict name -> tf.io.FixedLenFeature / VarLenFeature.
+
+    Returns:
+      dict name -> tensor, int64 features cast to int32.
+    """
+    example = tf.io.parse_single_example(record, name_to_features)
+    for name in list(example.keys()):
+        tensor = example[name]
+        if tensor.dtype == tf.int64:
+            example[name] = tf.cast(tensor, tf.int32)
+    return example
+
+
+# ------------------------------------------------------------------------------------------------
+# Flags
+# ------------------------------------------------------------------------------------------------
+
+
+def _define(define_fn, name, default, help_text, flag_values=None, **kwargs):
+    # Runners may import each other (the reference's tfhub runner imports run_classifier), so a
+    # group can be requested twice in one process: skip flags that already exist.
+    flag_values = flags.FLAGS if flag_values is None else flag_values
+    if name in flag_values:
+        return
+    define_fn(name, default, help=help_text, flag_values=flag_values, **kwargs)
+
+
+def define_tpu_flags(flag_values=None):
+    """Defines the reference TPU flags (use_tpu, tpu_name, tpu_zone, gcp_project, master, ...).
+
+    Args:
+      flag_values: absl FlagValues to define them in (default: the global FLAGS).
+    """
+    _define(
+        flags.DEFINE_bool,
+        "use_tpu",
+        False,
+        "Whether to use TPU or GPU/CPU.",
+        flag_values=flag_values,
+    )
+    _define(
+        flags.DEFINE_string,
+        "tpu_name",
+        None,
+        "The Cloud TPU to use for training. This should be either the name used when creating the "
+        "Cloud TPU, or a grpc://ip.address.of.tpu:8470 url.",
+        flag_values=flag_values,
+    )
+    _define(
+        flags.DEFINE_string,
+        "tpu_zone",
+        None,
+        "[Optional] GCE zone where the Cloud TPU is located in. If not specified, we will attempt "
+        "to automatically detect the GCE project from metadata.",
+        flag_values=flag_values,
+    )
+    _define(
+        flags.DEFINE_string,
+        "gcp_project",
+        None,
+        "[Optional] Project name for the Cloud TPU-enabled project. If not specified, we will "
+        "attempt to automatically detect the GCE project from metadata.",
+        flag_values=flag_values,
+    )
+    _define(
+        flags.DEFINE_string,
+        "master",
+        None,
+        "[Optional] TensorFlow master URL.",
+        flag_values=flag_values,
+    )
+    _define(
+        flags.DEFINE_integer,
+        "num_tpu_cores",
+        8,
+        "Only used if `use_tpu` is True. Total number of TPU cores to use.",
+        flag_values=flag_values,
+    )
+
+
+def define_checkpoint_flags(
+    save_checkpoints_steps=1000, iterations_per_loop=1000, flag_values=None
+):
+    """Defines save_checkpoints_steps and iterations_per_loop with the runner's defaults."""
+    _define(
+        flags.DEFINE_integer,
+        "save_checkpoints_steps",
+        save_checkpoints_steps,
+        "How often to save the model checkpoint.",
+        flag_values=flag_values,
+    )
+    _define(
+        flags.DEFINE_integer,
+        "iterations_per_loop",
+        iterations_per_loop,
+        "How many steps to make in each estimator call.",
+        flag_values=flag_values,
+    )
+
+
+def define_runtime_flags(flag_values=None):
+    """Defines the device, precision and optimizer flags that the reference does not have."""
+    _define(
+        flags.DEFINE_integer,
+        "num_gpus",
+        1,
+        "Number of GPUs to train on. More than one trains with MirroredStrategy over the first "
+        "num_gpus GPUs (the train batch is split across them).",
+        flag_values=flag_values,
+    )
+    _define(
+        flags.DEFINE_enum,
+        "distribution_strategy",
+        "none",
+        "Distribution strategy when not on TPU: none (one device; --num_gpus>1 still selects "
+        "mirrored), mirrored (all local GPUs, or logical CPU devices), multi_worker_mirrored "
+        "(several machines described by the TF_CONFIG environment variable).",
+        enum_values=["none", "mirrored", "multi_worker_mirrored"],
+        flag_values=flag_values,
+    )
+    _define(
+        flags.DEFINE_bool,
+        "use_xla",
+        False,
+        "Compile the training graph with XLA (JIT).",
+        flag_values=flag_values,
+    )
+    _define(
+        flags.DEFINE_bool,
+        "use_amp",
+        False,
+        "Automatic mixed precision: float16 math with dynamic loss scaling on GPU. Without a GPU "
+        "training continues in float32.",
+        flag_values=flag_values,
+    )
+    _define(
+        flags.DEFINE_integer,
+        "num_accumulation_steps",
+        1,
+        "Accumulate gradients over this many micro-batches of train_batch_size / "
+        "num_accumulation_steps examples before each update (saves memory; same effective batch).",
+        flag_values=flag_values,
+    )
+    _define(
+        flags.DEFINE_enum,
+        "optimizer",
+        "adamw",
+        "Optimizer: adamw (the reference's AdamWeightDecayOptimizer) or lamb.",
+        enum_values=["adamw", "lamb"],
+        flag_values=flag_values,
+    )
+    _define(
+        flags.DEFINE_integer,
+        "keep_checkpoint_max",
+        5,
+        "Maximum number of recent checkpoints kept in the output directory.",
+        flag_values=flag_values,
+    )
+    _define(
+        flags.DEFINE_integer,
+        "save_summary_steps",
+        100,
+        "Write TensorBoard summaries (loss, learning rate) every this many steps.",
+        flag_values=flag_values,
+    )
+    _define(
+        flags.DEFINE_integer,
+        "tf_random_seed",
+        None,
+        "Graph-level random seed for reproducible initialisation and dropout (None: random).",
+        flag_values=flag_values,
+    )
+    _define(
+        flags.DEFINE_integer,
+        "log_step_count_steps",
+        100,
+        "Log step, loss, learning rate, examples/s and ETA every this many steps.",
+        flag_values=flag_values,
+    )
+
+
+def define_eval_during_training_flags(flag_values=None):
+    """Defines throttle_secs, max_steps_without_decrease, early_stopping_metric, min_steps."""
+    _define(
+        flags.DEFINE_integer,
+        "throttle_secs",
+        0,
+        "With evaluation during training: evaluate at most every this many seconds, at a new "
+        "checkpoint (0 = after every checkpoint).",
+        flag_values=flag_values,
+    )
+    _define(
+        flags.DEFINE_integer,
+        "max_steps_without_decrease",
+        0,
+        "Early stopping: stop when the early_stopping_metric has not improved for this many "
+        "training steps (0 = off).",
+        flag_values=flag_values,
+    )
+    _define(
+        flags.DEFINE_string,
+        "early_stopping_metric",
+        "eval_loss",
+        "Eval metric watched by early stopping and used to pick the best checkpoint. Names "
+        "containing 'loss' are minimised, all others maximised.",
+        flag_values=flag_values,
+    )
+    _define(
+        flags.DEFINE_integer,
+        "min_steps",
+        0,
+        "Early stopping never stops training before this global step.",
+        flag_values=flag_values,
+    )
+
+
+def define_export_flags(flag_values=None):
+    """Defines do_export and export_dir."""
+    _define(
+        flags.DEFINE_bool,
+        "do_export",
+        False,
+        "Export a SavedModel (serving signature input_ids, input_mask, segment_ids) after "
+        "training; with early stopping the best checkpoint is exported.",
+        flag_values=flag_values,
+    )
+    _define(
+        flags.DEFINE_string,
+        "export_dir",
+        None,
+        "Directory for the SavedModel export (default: <output_dir>/export).",
+        flag_values=flag_values,
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Options
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class RuntimeOptions:
+    """Everything the runtime needs from the flags; one field per flag of the define_* groups."""
+
+    # define_tpu_flags
+    use_tpu: bool = False
+    tpu_name: Optional[str] = None
+    tpu_zone: Optional[str] = None
+    gcp_project: Optional[str] = None
+    master: Optional[str] = None
+    num_tpu_cores: int = 8
+    # define_checkpoint_flags
+    save_checkpoints_steps: int = 1000
+    iterations_per_loop: int = 1000
+    # define_runtime_flags
+    num_gpus: int = 1
+    distribution_strategy: str = "none"
+    use_xla: bool = False
+    use_amp: bool = False
+    num_accumulation_steps: int = 1
+    optimizer: str = "adamw"
+    keep_checkpoint_max: int = 5
+    save_summary_steps: int = 100
+    tf_random_seed: Optional[int] = None
+    log_step_count_steps: int = 100
+    # define_eval_during_training_flags
+    throttle_secs: int = 0
+    max_steps_without_decrease: int = 0
+    early_stopping_metric: str = "eval_loss"
+    min_steps: int = 0
+    # define_export_flags
+    do_export: bool = False
+    export_dir: Optional[str] = None
+
+    @classmethod
+    def from_flags(cls, flag_values):
+        """Reads the fields whose flags are defined in `flag_values`; others keep their defaults."""
+        values = {}
+        for field in dataclasses.fields(cls):
+            if field.name in flag_values:
+                values[field.name] = getattr(flag_values, field.name)
+        return cls(**values)
+
+    @property
+    def use_one_hot_embeddings(self):
+        # One-hot matmul lookups are faster on TPU, gathers everywhere else (reference behaviour).
+        return self.use_tpu
+
+    def validate(self):
+        """Raises UsageError for values that cannot work, naming the flag and the fix."""
+        if self.num_accumulation_steps < 1:
+            raise UsageError(
+                f"--num_accumulation_steps={self.num_accumulation_steps} must be at least 1."
+            )
+        if self.num_gpus < 0:
+            raise UsageError(f"--num_gpus={self.num_gpus} must be 0 or more.")
+        if self.save_checkpoints_steps is not None and self.save_checkpoints_steps < 1:
+            raise UsageError(
+                f"--save_checkpoints_steps={self.save_checkpoints_steps} must be at least 1."
+            )
+        if self.keep_checkpoint_max < 1:
+            raise UsageError(f"--keep_checkpoint_max={self.keep_checkpoint_max} must be >= 1.")
+        if self.distribution_strategy not in ("none", "mirrored", "multi_worker_mirrored"):
+            raise UsageError(
+                f"--distribution_strategy={self.distribution_strategy!r} is not one of "
+                "none, mirrored, multi_worker_mirrored."
+            )
+        if self.optimizer not in ("adamw", "lamb"):
+            raise UsageError(f"--optimizer={self.optimizer!r} is not one of adamw, lamb.")
+        if self.use_tpu and self.distribution_strategy != "none":
+            raise UsageError(
+                "--use_tpu cannot be combined with --distribution_strategy="
+                f"{self.distribution_strategy}; drop one of them (TPUEstimator shards over "
+                "--num_tpu_cores itself)."
+            )
+
+
+# ------------------------------------------------------------------------------------------------
+# Devices and strategies
+# ------------------------------------------------------------------------------------------------
+
+
+def _gpu_names():
+    return [d.name for d in tf.config.list_logical_devices("GPU")]
+
+
+def _cpu_names():
+    return [d.name for d in tf.config.list_logical_devices("CPU")]
+
+
+def _tf_config():
+    raw = os.environ.get("TF_CONFIG", "")
+    if not raw:
+        return {}
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise UsageError(f"TF_CONFIG is not valid JSON ({e}); fix the environment variable.")
+
+
+def _make_strategy(options):
+    """Returns (strategy or None, human-readable description of what really runs)."""
+    wanted = options.distribution_strategy
+    if wanted == "none" and options.num_gpus > 1:
+        wanted = "mirrored"
+
+    if wanted == "multi_worker_mirrored":
+        tf_config = _tf_config()
+        workers = tf_config.get("cluster", {}).get("worker", [])
+        if not workers or "task" not in tf_config:
+            raise UsageError(
+                "--distribution_strategy=multi_worker_mirrored needs TF_CONFIG with a "
+                "cluster.worker list and this process's task, e.g. TF_CONFIG='{\"cluster\": "
+                '{"worker": ["host1:2222", "host2:2222"]}, '
+                '"task": {"type": "worker", "index": 0}}\''
+            )
+        # Must come before anything that initialises the TF runtime (listing devices, running an
+        # op): the strategy configures collective ops, which is only possible at startup.
+        try:
+            strategy = tf.distribute.experimental.MultiWorkerMirroredStrategy()
+        except RuntimeError as e:
+            raise ValueError(
+                f"MultiWorkerMirroredStrategy could not start ({_one_line(e)}); call "
+                "runtime.build_runner before running any TensorFlow op in the process."
+            ) from e
+        gpus = _gpu_names()
+        task = tf_config["task"]
+        device = f"{len(gpus)} GPU(s)" if gpus else "CPU"
+        return strategy, (
+            f"Running with MultiWorkerMirroredStrategy: {len(workers)} workers, this is "
+            f"{task.get('type')} {task.get('index')}, {device} per worker"
+        )
+
+    gpus = _gpu_names()
+    if wanted == "mirrored":
+        if gpus:
+            count = options.num_gpus if options.num_gpus > 1 else len(gpus)
+            if count > len(gpus):
+                raise UsageError(
+                    f"--num_gpus={options.num_gpus} but only {len(gpus)} GPU(s) are visible "
+                    f"({', '.join(gpus)}); lower --num_gpus."
+                )
+            devices = gpus[:count]
+        elif options.num_gpus > 1 and options.distribution_strategy == "none":
+            raise UsageError(
+                f"--num_gpus={options.num_gpus} but no GPU is visible; use --num_gpus=1 to train "
+                "on CPU (check CUDA and the tensorflow[and-cuda] install for GPUs)."
+            )
+        else:
+            cpus = _cpu_names()
+            if len(cpus) < 2:
+                tf1.logging.warning(
+                    "--distribution_strategy=mirrored: no GPU and only one CPU device, so there "
+                    "is nothing to mirror over; training runs without a strategy on %s.",
+                    cpus[0] if cpus else "/cpu:0",
+                )
+                return None, "Running on CPU: no GPU visible (mirrored fell back to one device)"
+            devices = cpus
+        if len(devices) == 1:
+            return None, f"Running on one device {devices[0]} (mirrored over 1 device skipped)"
+        strategy = tf.distribute.MirroredStrategy(
+            devices=devices, cross_device_ops=_session_cross_device_ops(devices)
+        )
+        return strategy, (
+            f"Running on {strategy.num_replicas_in_sync} replicas with MirroredStrategy {devices}"
+        )
+
+    if gpus:
+        return None, f"Running on GPU {gpus[0]} ({len(gpus)} visible)"
+    return None, "Running on CPU: no GPU visible"
+
+
+def _session_cross_device_ops(devices):
+    """All-reduce implementation that works in the Estimator's tf1 Session.
+
+    A MirroredStrategy created in eager mode defaults to collective ops, which hang in a tf1
+    Session on CPU devices (seen on TF 2.15: the first step never finishes). TF1's own choices
+    for Session mode are NCCL across GPUs and a reduction on one device otherwise.
+    """
+    if all("GPU" in device.upper() for device in devices):
+        return tf.distribute.NcclAllReduce()
+    return tf.distribute.ReductionToOneDevice()
+
+
+def _session_config(options):
+    config = tf1.ConfigProto(allow_soft_placement=True)
+    if options.use_xla:
+        config.graph_options.optimizer_options.global_jit_level = tf1.OptimizerOptions.ON_1
+    return config
+
+
+def _configure_xla_flags(options):
+    """Turns on XLA auto-clustering for CPU too (GPUs only need the session's jit level).
+
+    The session-config jit level reaches CPU kernels only with TF_XLA_FLAGS=--tf_xla_cpu_global_jit,
+    and TensorFlow reads TF_XLA_FLAGS once, when its runtime initialises (the first device
+    listing or op). build_runner therefore sets it before touching any device; a process that ran
+    TensorFlow ops earlier must export the variable before it starts.
+    """
+    if not options.use_xla:
+        return
+    xla_flags = os.environ.get("TF_XLA_FLAGS", "")
+    if "--tf_xla_cpu_global_jit" not in xla_flags:
+        os.environ["TF_XLA_FLAGS"] = (xla_flags + " --tf_xla_cpu_global_jit").strip()
+
+
+def _configure_xla(options):
+    if not options.use_xla:
+        return
+    tf.config.optimizer.set_jit(True)
+    tf1.logging.info(
+        "XLA JIT compilation on (global_jit_level ON_1, TF_XLA_FLAGS=%s). Its effect depends on "
+        "the model: measure with and without --use_xla.",
+        os.environ.get("TF_XLA_FLAGS", ""),
+    )
+
+
+def _log_amp(options):
+    if not options.use_amp:
+        return
+    if _gpu_names():
+        tf1.logging.info("Mixed precision: float16 graph rewrite with dynamic loss scaling.")
+    else:
+        tf1.logging.warning(
+            "--use_amp: no GPU visible, so there is no float16 rewrite; training continues in "
+            "float32 (dynamic loss scaling still wraps the optimizer, harmless in float32)."
+        )
+
+
+# ------------------------------------------------------------------------------------------------
+# Estimator
+# ------------------------------------------------------------------------------------------------
+
+TrainEvalResult = collections.namedtuple(
+    "TrainEvalResult", ["best_checkpoint", "best_metric", "final_metrics", "stopped_early"]
+)
+
+
+def checkpoint_step(checkpoint_path):
+    """Returns the global step stored in a checkpoint (its variable, else its file name), or None.
+
+    Args:
+      checkpoint_path: checkpoint prefix such as `<model_dir>/model.ckpt-1000`.
+    """
+    if not checkpoint_path:
+        return None
+    try:
+        return int(tf.train.load_variable(checkpoint_path, "global_step"))
+    except (tf.errors.NotFoundError, ValueError, tf.errors.InvalidArgumentError):
+        match = re.search(r"-(\d+)$", checkpoint_path)
+        return int(match.group(1)) if match else None
+
+
+def _split_batch(total, parts, what, fix):
+    if total % parts:
+        raise UsageError(f"{what} ({total}) is not divisible by {parts}; {fix}")
+    return total // parts
+
+
+def build_runner(
+    model_fn,
+    options,
+    model_dir,
+    train_batch_size=None,
+    eval_batch_size=None,
+    predict_batch_size=None,
+    params=None,
+    use_tpu_estimator=None,
+):
+    """Builds a Runner around a TPUEstimator or a plain Estimator, as the options ask.
+
+    Args:
+      model_fn: `model_fn(features, labels, mode, params)` returning `make_spec(...)`.
+      options: RuntimeOptions.
+      model_dir: checkpoint directory (None: a fresh temporary directory).
+      train_batch_size: global batch per optimizer update (before gradient accumulation).
+      eval_batch_size: global eval batch size.
+      predict_batch_size: global predict batch size.
+      params: extra entries for model_fn's params (must not contain "batch_size" or "context").
+      use_tpu_estimator: None = options.use_tpu; True builds TPUEstimator even without a TPU.
+
+    Returns:
+      A Runner.
+
+    Raises:
+      UsageError: for batch sizes that do not divide, missing TF_CONFIG, too few GPUs.
+    """
+    options.validate()
+    _configure_xla_flags(options)
+    if use_tpu_estimator is None:
+        use_tpu_estimator = options.use_tpu
+    if model_dir is None:
+        model_dir = tempfile.mkdtemp(prefix="bert_runtime_")
+    params = dict(params or {})
+    for key in ("batch_size", "context"):
+        if key in params:
+            raise ValueError(f"params must not contain {key!r}: the runtime sets it.")
+
+    micro_batch = train_batch_size
+    k = options.num_accumulation_steps
+    if train_batch_size is not None and k > 1:
+        micro_batch = _split_batch(
+            train_batch_size,
+            k,
+            "--train_batch_size",
+            "choose --num_accumulation_steps that divides it (micro-batch = train_batch_size / "
+            "num_accumulation_steps).",
+        )
+        tf1.logging.info(
+            "Gradient accumulation: %d micro-batches of %d examples per update of %d examples",
+            k,
+            micro_batch,
+            train_batch_size,
+        )
+
+    if use_tpu_estimator:
+        if options.distribution_strategy != "none" or options.num_gpus > 1:
+            tf1.logging.warning(
+                "TPUEstimator ignores --distribution_strategy/--num_gpus (it shards itself)."
+            )
+        estimator, description = _build_tpu_estimator(
+            model_fn, options, model_dir, micro_batch, eval_batch_size, predict_batch_size, params
+        )
+        strategy = None
+    else:
+        strategy, description = _make_strategy(options)
+        estimator = _build_estimator(model_fn, options, model_dir, strategy, params)
+    _configure_xla(options)
+    tf1.logging.info(description)
+    _log_amp(options)
+    return Runner(
+        estimator=estimator,
+        options=options,
+        model_dir=model_dir,
+        model_fn=model_fn,
+        params=params,
+        strategy=strategy,
+        is_tpu_estimator=use_tpu_estimator,
+        train_batch_size=train_batch_size,
+        micro_batch_size=micro_batch,
+        eval_batch_size=eval_batch_size,
+        predict_batch_size=predict_batch_size,
+        description=description,
+    )
+
+
+def _build_tpu_estimator(
+    model_fn, options, model_dir, train_batch, eval_batch, predict_batch, params
+):
+    resolver = None
+    if options.use_tpu and options.tpu_name:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
+            options.tpu_name, zone=options.tpu_zone, project=options.gcp_project
+        )
+    run_config = tf1.estimator.tpu.RunConfig(
+        cluster=resolver,
+        master=options.master,
+        model_dir=model_dir,
+        save_checkpoints_steps=options.save_checkpoints_steps,
+        keep_checkpoint_max=options.keep_checkpoint_max,
+        save_summary_steps=options.save_summary_steps,
+        log_step_count_steps=options.log_step_count_steps,
+        tf_random_seed=options.tf_random_seed,
+        session_config=_session_config(options),
+        tpu_config=tf1.estimator.tpu.TPUConfig(
+            iterations_per_loop=options.iterations_per_loop,
+            num_shards=options.num_tpu_cores,
+            per_host_input_for_training=tf1.estimator.tpu.InputPipelineConfig.PER_HOST_V2,
+        ),
+    )
+    full_params = dict(
+        params, use_tpu=options.use_tpu, tpu_estimator=True, runtime_options=options
+    )
+    estimator = tf1.estimator.tpu.TPUEstimator(
+        use_tpu=options.use_tpu,
+        model_fn=model_fn,
+        config=run_config,
+        params=full_params,
+        train_batch_size=train_batch,
+        eval_batch_size=eval_batch,
+        predict_batch_size=predict_batch,
+        # Exporting a TPU metagraph needs a TPU and fails elsewhere; exports go through a plain
+        # Estimator anyway (Runner.export).
+        export_to_tpu=False,
+    )
+    if options.use_tpu:
+        where = options.tpu_name or options.master or "(default master)"
+        description = f"TPUEstimator on TPU {where} with {options.num_tpu_cores} cores"
+    else:
+        gpus = _gpu_names()
+        device = f"GPU {gpus[0]}" if gpus else "CPU (no GPU visible)"
+        description = f"TPUEstimator with use_tpu=False: running on {device}"
+    return estimator, description
+
+
+def _build_estimator(model_fn, options, model_dir, strategy, params):
+    run_config = tf.estimator.RunConfig(
+        model_dir=model_dir,
+        tf_random_seed=options.tf_random_seed,
+        save_summary_steps=options.save_summary_steps,
+        save_checkpoints_steps=options.save_checkpoints_steps,
+        keep_checkpoint_max=options.keep_checkpoint_max,
+        log_step_count_steps=options.log_step_count_steps,
+        session_config=_session_config(options),
+        train_distribute=strategy,
+    )
+    full_params = dict(params, use_tpu=False, tpu_estimator=False, runtime_options=options)
+    return tf.estimator.Estimator(model_fn=model_fn, config=run_config, params=full_params)
+
+
+class Runner:
+    """Train / evaluate / predict / export with one Estimator, logging what really happens."""
+
+    def __init__(
+        self,
+        estimator,
+        options,
+        model_dir,
+        model_fn,
+        params,
+        strategy,
+        is_tpu_estimator,
+        train_batch_size,
+        micro_batch_size,
+        eval_batch_size,
+        predict_batch_size,
+        description,
+    ):
+        self.estimator = estimator
+        self.options = options
+        self.model_dir = model_dir
+        self.strategy = strategy
+        self.is_tpu_estimator = is_tpu_estimator
+        self.train_batch_size = train_batch_size
+        self.micro_batch_size = micro_batch_size
+        self.eval_batch_size = eval_batch_size
+        self.predict_batch_size = predict_batch_size
+        self.description = description
+        self._model_fn = model_fn
+        self._params = params
+
+    # -- batch sizes ----------------------------------------------------------------------------
+
+    @property
+    def is_multi_worker(self):
+        return isinstance(self.strategy, tf.distribute.experimental.MultiWorkerMirroredStrategy)
+
+    @property
+    def num_replicas(self):
+        return self.strategy.num_replicas_in_sync if self.strategy is not None else 1
+
+    def _input_fn_with_batch_size(self, input_fn, batch_size, per_replica):
+        """Gives a plain Estimator's input_fn params["batch_size"] (TPUEstimator sets it itself)."""
+        if self.is_tpu_estimator:
+            return input_fn
+        if batch_size is None:
+            raise ValueError("build_runner was not given a batch size for this mode.")
+        if per_replica and self.num_replicas > 1:
+            # With a strategy every replica pulls its own batches from the dataset.
+            batch_size = _split_batch(
+                batch_size,
+                self.num_replicas,
+                "The train micro-batch",
+                f"choose a train_batch_size / num_accumulation_steps that is a multiple of the "
+                f"{self.num_replicas} replicas.",
+            )
+
+        def input_fn_with_batch_size(params):
+            return input_fn(dict(params, batch_size=batch_size))
+
+        return input_fn_with_batch_size
+
+    # -- training -------------------------------------------------------------------------------
+
+    def _latest_checkpoint(self):
+        return tf.train.latest_checkpoint(self.model_dir)
+
+    def _log_start_state(self, max_steps):
+        """Logs resume / fresh start; returns False if the checkpoint already reached max_steps."""
+        checkpoint = self._latest_checkpoint()
+        if checkpoint is None:
+            tf1.logging.info(
+                "No checkpoint in %s: training starts at step 0 (from --init_checkpoint when "
+                "given, else from random initialisation).",
+                self.model_dir,
+            )
+            return True
+        step = checkpoint_step(checkpoint)
+        if step is not None and max_steps is not None and step >= max_steps:
+            tf1.logging.info(
+                "Training already finished: %s is at global step %d, which reaches the target of "
+                "%d steps. Nothing to train. To train more, raise the number of training steps; to "
+                "start over, use an empty output directory.",
+                checkpoint,
+                step,
+                max_steps,
+            )
+            return False
+        tf1.logging.info(
+            "Resuming training from %s (global step %s of %s); --init_checkpoint is not used "
+            "because the output directory already holds a checkpoint.",
+            checkpoint,
+            step,
+            max_steps,
+        )
+        return True
+
+    def _train_hooks(self, max_steps):
+        return [
+            _TrainProgressHook(
+                max_steps=max_steps,
+                examples_per_step=self.train_batch_size,
+                every_steps=self.options.log_step_count_steps,
+                fetch_tensors=not self.options.use_tpu,
+            )
+        ]
+
+    def _train_input_fn(self, input_fn):
+        return self._input_fn_with_batch_size(input_fn, self.micro_batch_size, per_replica=True)
+
+    def train(self, input_fn, max_steps):
+        """Trains until global step `max_steps`, resuming from model_dir's checkpoint if present.
+
+        Args:
+          input_fn: `input_fn(params)` returning a dataset of batches of params["batch_size"].
+          max_steps: target global step (number of optimizer updates).
+
+        Returns:
+          The global step reached (None if unknown).
+        """
+        if not self._log_start_state(max_steps):
+            return checkpoint_step(self._latest_checkpoint())
+        if self.is_multi_worker:
+            # Estimator.train refuses TF_CONFIG-driven multi-worker training; train_and_evaluate
+            # runs it through the distribute coordinator. Without an 'evaluator' task in TF_CONFIG
+            # the eval spec is never used.
+            train_spec = tf.estimator.TrainSpec(
+                input_fn=self._train_input_fn(input_fn),
+                max_steps=max_steps,
+                hooks=self._train_hooks(max_steps),
+            )
+            eval_spec = tf.estimator.EvalSpec(input_fn=self._train_input_fn(input_fn), steps=1)
+            tf.estimator.train_and_evaluate(self.estimator, train_spec, eval_spec)
+        else:
+            self.estimator.train(
+                input_fn=self._train_input_fn(input_fn),
+                max_steps=max_steps,
+                hooks=self._train_hooks(max_steps),
+            )
+        checkpoint = self._latest_checkpoint()
+        return checkpoint_step(checkpoint) if checkpoint else None
+
+    def evaluate(self, input_fn, steps=None, checkpoint_path=None, name=None):
+        """Evaluates a checkpoint (default: the latest in model_dir) and returns the metric dict."""
+        return self.estimator.evaluate(
+            input_fn=self._input_fn_with_batch_size(input_fn, self.eval_batch_size, False),
+            steps=steps,
+            checkpoint_path=checkpoint_path,
+            name=name,
+        )
+
+    def predict(self, input_fn, checkpoint_path=None, yield_single_examples=True):
+        """Yields prediction dicts from a checkpoint (default: the latest in model_dir)."""
+        return self.estimator.predict(
+            input_fn=self._input_fn_with_batch_size(input_fn, self.predict_batch_size, False),
+            checkpoint_path=checkpoint_path,
+            yield_single_examples=yield_single_examples,
+        )
+
+    @property
+    def best_dir(self):
+        return os.path.join(self.model_dir, _BEST_DIR_NAME)
+
+    def train_and_evaluate(self, train_input_fn, eval_input_fn, max_steps, eval_steps=None):
+        """Trains with evaluation after each checkpoint, early stopping, and a copy of the best one.
+
+        Args:
+          train_input_fn: as for train().
+          eval_input_fn: as for evaluate(); should yield at least `eval_steps` batches.
+          max_steps: target global step.
+          eval_steps: batches per evaluation (None: until the eval input is exhausted).
+
+        Returns:
+          TrainEvalResult(best_checkpoint, best_metric, final_metrics, stopped_early).
+        """
+        options = self.options
+        metric = options.early_stopping_metric
+        if not self._log_start_state(max_steps):
+            best = _BestCheckpointCopier.read_best(self.best_dir)
+            return TrainEvalResult(
+                best_checkpoint=best.get("checkpoint"),
+                best_metric=best.get("value"),
+                final_metrics={},
+                stopped_early=False,
+            )
+        copier = _BestCheckpointCopier(metric, self.best_dir)
+        hooks = self._train_hooks(max_steps)
+        if options.max_steps_without_decrease > 0:
+            if self.is_multi_worker:
+                tf1.logging.warning(
+                    "Early stopping is off with multi_worker_mirrored: workers only train; "
+                    "evaluation needs an 'evaluator' task in TF_CONFIG."
+                )
+            else:
+                hooks.append(self._early_stopping_hook(metric))
+                tf1.logging.info(
+                    "Early stopping: stop when %s has not %s for %d steps (not before step %d)",
+                    metric,
+                    "decreased" if _lower_is_better(metric) else "increased",
+                    options.max_steps_without_decrease,
+                    options.min_steps,
+                )
+        train_spec = tf.estimator.TrainSpec(
+            input_fn=self._train_input_fn(train_input_fn), max_steps=max_steps, hooks=hooks
+        )
+        eval_spec = tf.estimator.EvalSpec(
+            input_fn=self._input_fn_with_batch_size(eval_input_fn, self.eval_batch_size, False),
+            steps=eval_steps,
+            exporters=[copier],
+            start_delay_secs=0,
+            throttle_secs=options.throttle_secs,
+        )
+        tf.estimator.train_and_evaluate(self.estimator, train_spec, eval_spec)
+
+        final_step = checkpoint_step(self._latest_checkpoint())
+        stopped_early = final_step is not None and final_step < max_steps
+        if stopped_early:
+            tf1.logging.info(
+                "Early stopping ended training at step %d of %d: %s did not improve for %d steps.",
+                final_step,
+                max_steps,
+                metric,
+                options.max_steps_without_decrease,
+            )
+        best = _BestCheckpointCopier.read_best(self.best_dir)
+        if best:
+            tf1.logging.info(
+                "Best checkpoint: %s (%s = %s at step %s)",
+                best["checkpoint"],
+                metric,
+                best["value"],
+                best["step"],
+            )
+        return TrainEvalResult(
+            best_checkpoint=best.get("checkpoint"),
+            best_metric=best.get("value"),
+            final_metrics=dict(copier.last_eval_result or {}),
+            stopped_early=stopped_early,
+        )
+
+    def _early_stopping_hook(self, metric):
+        options = self.options
+        make_hook = (
+            tf.estimator.experimental.stop_if_no_decrease_hook
+            if _lower_is_better(metric)
+            else tf.estimator.experimental.stop_if_no_increase_hook
+        )
+        # The hook reads the eval summaries; checking once per checkpoint interval is enough since
+        # evaluations only happen at checkpoints.
+        return make_hook(
+            self.estimator,
+            metric,
+            options.max_steps_without_decrease,
+            min_steps=options.min_steps,
+            run_every_secs=None,
+            run_every_steps=max(1, options.save_checkpoints_steps or 1),
+        )
+
+    # -- export ---------------------------------------------------------------------------------
+
+    def _cpu_estimator(self):
+        # Export (and nothing else) uses a plain Estimator on the same model_fn: a serving graph for
+        # CPU/GPU, whatever estimator trained the checkpoint.
+        params = dict(
+            self._params, use_tpu=False, tpu_estimator=False, runtime_options=self.options
+        )
+        config = tf.estimator.RunConfig(
+            model_dir=self.model_dir, session_config=tf1.ConfigProto(allow_soft_placement=True)
+        )
+        return tf.estimator.Estimator(model_fn=self._model_fn, config=config, params=params)
+
+    def export(self, serving_input_fn, export_dir, checkpoint_path=None):
+        """Writes a SavedModel `<export_dir>/<timestamp>` atomically and returns its path.
+
+        Args:
+          serving_input_fn: e.g. serving_input_fn_builder(max_seq_length).
+          export_dir: base directory of the export (created if needed).
+          checkpoint_path: checkpoint to export (default: the latest in model_dir).
+
+        Raises:
+          ValueError: if there is no checkpoint to export.
+        """
+        checkpoint_path = checkpoint_path or self._latest_checkpoint()
+        if checkpoint_path is None:
+            raise ValueError(
+                f"No checkpoint in {self.model_dir} to export: train first (--do_train) or pass "
+                "a checkpoint."
+            )
+        checkpoint_path = _resolve_checkpoint(checkpoint_path, "checkpoint to export")
+        tf.io.gfile.makedirs(export_dir)
+        staging = os.path.join(export_dir, f".export-tmp-{os.getpid()}")
+        _remove_path(staging)
+        try:
+            exported = self._cpu_estimator().export_saved_model(
+                staging, serving_input_fn, checkpoint_path=checkpoint_path
+            )
+            if isinstance(exported, bytes):
+                exported = exported.decode("utf-8")
+            final = os.path.join(export_dir, os.path.basename(exported.rstrip("/")))
+            _remove_path(final)
+            tf.io.gfile.rename(exported, final)
+        finally:
+            _remove_path(staging)
+        tf1.logging.info("Exported SavedModel of %s to %s", checkpoint_path, final)
+        return final
+
+
+def _lower_is_better(metric_name):
+    return "loss" in metric_name
+
+
+class _BestCheckpointCopier(tf.estimator.Exporter):
+    """Runs after every evaluation in train_and_evaluate; copies a new best checkpoint to best/.
+
+    Copying at evaluation time matters: by the end of training keep_checkpoint_max may have deleted
+    the best checkpoint from model_dir. best/ also gets a `checkpoint` state file (so
+    tf.train.latest_checkpoint(best_dir) works) and best_checkpoint.json with the metric.
+    """
+
+    def __init__(self, metric_name, best_dir):
+        self._metric = metric_name
+        self._best_dir = best_dir
+        self._lower = _lower_is_better(metric_name)
+        previous = self.read_best(best_dir)
+        self._best_value = previous.get("value") if previous.get("metric") == metric_name else None
+        self.last_eval_result = None
+
+    @property
+    def name(self):
+        return "best_checkpoint_copier"
+
+    @staticmethod
+    def read_best(best_dir):
+        path = os.path.join(best_dir, _BEST_INFO_FILE)
+        if not tf.io.gfile.exists(path):
+            return {}
+        with tf.io.gfile.GFile(path) as f:
+            return json.load(f)
+
+    def _is_better(self, value):
+        if self._best_value is None:
+            return True
+        return value < self._best_value if self._lower else value > self._best_value
+
+    def export(self, estimator, export_path, checkpoint_path, eval_result, is_the_final_export):
+        self.last_eval_result = {k: _to_python(v) for k, v in eval_result.items()}
+        if self._metric not in eval_result:
+            raise ValueError(
+                f"--early_stopping_metric={self._metric!r} is not an eval metric of this model; "
+                f"choose one of {sorted(eval_result)}."
+            )
+        value = float(eval_result[self._metric])
+        if not self._is_better(value):
+            return None
+        self._best_value = value
+        step = _to_python(eval_result.get("global_step"))
+        name = os.path.basename(checkpoint_path)
+        with atomic_output(self._best_dir) as tmp_dir:
+            tf.io.gfile.makedirs(tmp_dir)
+            for source in tf.io.gfile.glob(checkpoint_path + ".*"):
+                tf.io.gfile.copy(
+                    source, os.path.join(tmp_dir, os.path.basename(source)), overwrite=True
+                )
+            with tf.io.gfile.GFile(os.path.join(tmp_dir, "checkpoint"), "w") as f:
+                f.write(f'model_checkpoint_path: "{name}"\nall_model_checkpoint_paths: "{name}"\n')
+            info = {
+                "checkpoint": os.path.join(self._best_dir, name),
+                "metric": self._metric,
+                "value": value,
+                "step": step,
+                "source": checkpoint_path,
+            }
+            with tf.io.gfile.GFile(os.path.join(tmp_dir, _BEST_INFO_FILE), "w") as f:
+                json.dump(info, f, indent=2)
+        tf1.logging.info(
+            "New best checkpoint %s: %s = %s at step %s",
+            info["checkpoint"],
+            self._metric,
+            value,
+            step,
+        )
+        return info["checkpoint"]
+
+
+def _to_python(value):
+    if hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+class _TrainProgressHook(tf1.train.SessionRunHook):
+    """Logs step, loss, learning rate, examples/s and ETA every `every_steps` global steps.
+
+    Loss and learning rate come from the graph collections filled by make_spec / create_train_op. On
+    a real TPU they live inside the TPU computation and cannot be fetched, so only rates are logged.
+    """
+
+    def __init__(self, max_steps, examples_per_step, every_steps=100, fetch_tensors=True):
+        self._max_steps = max_steps
+        self._examples_per_step = examples_per_step
+        self._every_steps = max(1, every_steps or 1)
+        self._fetch_tensors = fetch_tensors
+
+    def begin(self):
+        self._global_step = tf1.train.get_global_step()
+        self._fetches = {}
+        if self._fetch_tensors:
+            losses = tf1.get_collection(_LOSS_COLLECTION)
+            rates = tf1.get_collection(_LR_COLLECTION)
+            if losses:
+                # One entry per replica under MirroredStrategy: log their mean.
+                self._fetches["loss"] = tf.add_n([tf.cast(x, tf.float32) for x in losses]) / len(
+                    losses
+                )
+            if rates:
+                self._fetches["learning_rate"] = rates[0]
+        self._start_time = None
+        self._start_step = None
+        self._last_logged_step = None
+        self._last_step = None
+
+    def before_run(self, run_context):
+        return tf1.train.SessionRunArgs(self._fetches)
+
+    def after_run(self, run_context, run_values):
+        results = run_values.results
+        # A global step fetched with the train op may be read before or after its increment, and
+        # with gradient accumulation it moves every k runs only: read it after the run (cheap).
+        step = int(run_context.session.run(self._global_step))
+        now = time.time()
+        if self._start_time is None:
+            # The first run includes graph warm-up: measure rates from its end.
+            self._start_time, self._start_step, self._last_logged_step = now, step, step
+            self._last_step = step
+            return
+        self._last_step = step
+        if step // self._every_steps == self._last_logged_step // self._every_steps:
+            return
+        self._last_logged_step = step
+        tf1.logging.info(self._line(step, now, results))
+
+    def _line(self, step, now, results):
+        elapsed = now - self._start_time
+        steps_per_sec = (step - self._start_step) / elapsed if elapsed > 0 else 0.0
+        parts = [f"step {step:,}" + (f"/{self._max_steps:,}" if self._max_steps else "")]
+        if "loss" in results:
+            parts.append(f"loss = {results['loss']:.5g}")
+        if "learning_rate" in results:
+            parts.append(f"learning_rate = {results['learning_rate']:.4g}")
+        if self._examples_per_step:
+            parts.append(f"{steps_per_sec * self._examples_per_step:,.1f} examples/s")
+        else:
+            parts.append(f"{steps_per_sec:,.2f} steps/s")
+        if self._max_steps and steps_per_sec > 0:
+            parts.append(f"ETA {_format_duration((self._max_steps - step) / steps_per_sec)}")
+        return ", ".join(parts)
+
+    def end(self, session):
+        if self._start_time is None or self._last_step is None:
+            return
+        elapsed = time.time() - self._start_time
+        steps = self._last_step - self._start_step
+        message = f"Training stopped at step {self._last_step:,}: {steps:,} steps in "
+        message += _format_duration(elapsed)
+        if self._examples_per_step and elapsed > 0:
+            message += f" ({steps * self._examples_per_step / elapsed:,.1f} examples/s)"
+        tf1.logging.info(message)
+
+
+# ------------------------------------------------------------------------------------------------
+# Inside model_fn
+# ------------------------------------------------------------------------------------------------
+
+
+def _resolve_checkpoint(checkpoint, what="--init_checkpoint"):
+    """Accepts a checkpoint prefix or a directory holding checkpoints; returns the prefix."""
+    if tf.io.gfile.isdir(checkpoint):
+        latest = tf.train.latest_checkpoint(checkpoint)
+        if latest is None:
+            raise FileNotFoundError(
+                f"{what} {checkpoint} is a directory without a checkpoint; pass the checkpoint "
+                "prefix, e.g. .../bert_model.ckpt."
+            )
+        return latest
+    if not tf.io.gfile.exists(checkpoint + ".index"):
+        raise FileNotFoundError(
+            f"{what} {checkpoint}: no such checkpoint ({checkpoint}.index is missing); pass the "
+            "prefix without .index/.data-*, e.g. .../bert_model.ckpt."
+        )
+    return checkpoint
+
+
+def init_from_checkpoint(init_checkpoint, use_tpu):
+    """Warm-starts the trainable variables that exist in `init_checkpoint` and logs them.
+
+    Call inside model_fn after building the model. On TPU, init_from_checkpoint must run inside the
+    Scaffold function, so the work is wrapped in a scaffold_fn for TPUEstimatorSpec.
+
+    Args:
+      init_checkpoint: checkpoint prefix (or a directory with a checkpoint), or None/"" for none.
+      use_tpu: whether the model runs on a TPU.
+
+    Returns:
+      scaffold_fn (TPU with a checkpoint) or None.
+    """
+    tvars = tf1.trainable_variables()
+    initialized_variable_names = {}
+    scaffold_fn = None
+    if init_checkpoint:
+        import modeling  # Imported here so that runtime stays importable without the model code.
+
+        init_checkpoint = _resolve_checkpoint(init_checkpoint)
+        assignment_map, initialized_variable_names = modeling.get_assignment_map_from_checkpoint(
+            tvars, init_checkpoint
+        )
+        if use_tpu:
+
+            def tpu_scaffold():
+                tf1.train.init_from_checkpoint(init_checkpoint, assignment_map)
+                return tf1.train.Scaffold()
+
+            scaffold_fn = tpu_scaffold
+        else:
+            tf1.train.init_from_checkpoint(init_checkpoint, assignment_map)
+
+    tf1.logging.info("**** Trainable Variables ****")
+    for var in tvars:
+        init_string = ", *INIT_FROM_CKPT*" if var.name in initialized_variable_names else ""
+        tf1.logging.info("  name = %s, shape = %s%s", var.name, var.shape, init_string)
+    if init_checkpoint:
+        count = sum(1 for var in tvars if var.name in initialized_variable_names)
+        tf1.logging.info(
+            "Initialized %d of %d variables from %s", count, len(tvars), init_checkpoint
+        )
+    return scaffold_fn
+
+
+def _reference_learning_rate(init_lr, num_train_steps, num_warmup_steps):
+    """The reference schedule (linear warmup, then linear decay from step 0), for logging only."""
+    global_step = tf.cast(tf1.train.get_or_create_global_step(), tf.float32)
+    decay_steps = float(max(1, num_train_steps))
+    progress = tf.minimum(global_step, decay_steps) / decay_steps
+    learning_rate = init_lr * (1.0 - progress)
+    if num_warmup_steps:
+        warmup_rate = init_lr * global_step / float(num_warmup_steps)
+        is_warmup = tf.cast(global_step < float(num_warmup_steps), tf.float32)
+        learning_rate = (1.0 - is_warmup) * learning_rate + is_warmup * warmup_rate
+    return learning_rate
+
+
+def create_train_op(loss, params, init_lr, num_train_steps, num_warmup_steps):
+    """Builds the train op with optimization.create_optimizer and the runtime options.
+
+    Args:
+      loss: scalar float loss tensor.
+      params: model_fn's params (needs "runtime_options" and "use_tpu").
+      init_lr: peak learning rate.
+      num_train_steps: decay horizon (global steps).
+      num_warmup_steps: linear warmup steps.
+
+    Returns:
+      The train op (it increments the global step once per optimizer update).
+    """
+    import optimization  # Imported here so that runtime stays importable without optimization.
+
+    options = params.get("runtime_options") or RuntimeOptions()
+    use_tpu = bool(params.get("use_tpu", False))
+    collection_before = len(tf1.get_collection("learning_rate"))
+    train_op = optimization.create_optimizer(
+        loss,
+        init_lr,
+        num_train_steps,
+        num_warmup_steps,
+        use_tpu,
+        optimizer_name=options.optimizer,
+        num_accumulation_steps=options.num_accumulation_steps,
+        use_amp=options.use_amp,
+    )
+    # Prefer the optimizer's own learning-rate tensor if optimization.py publishes one in the
+    # "learning_rate" collection; else rebuild the reference schedule from the global step.
+    published = tf1.get_collection("learning_rate")[collection_before:]
+    learning_rate = published[-1] if published else _reference_learning_rate(
+        init_lr, num_train_steps, num_warmup_steps
+    )
+    tf1.add_to_collection(_LR_COLLECTION, learning_rate)
+    if not use_tpu and _is_first_replica():
+        tf1.summary.scalar("learning_rate", learning_rate)
+    return train_op
+
+
+def _is_first_replica():
+    context = tf.distribute.get_replica_context()
+    if context is None:
+        return True
+    replica_id = tf.get_static_value(context.replica_id_in_sync_group)
+    return replica_id is None or int(replica_id) == 0
+
+
+def make_spec(
+    mode,
+    params,
+    loss=None,
+    train_op=None,
+    eval_metrics=None,
+    predictions=None,
+    scaffold_fn=None,
+    export_outputs=None,
+):
+    """Returns a TPUEstimatorSpec or an EstimatorSpec, whichever the running estimator needs.
+
+    Args:
+      mode: tf.estimator.ModeKeys value.
+      params: model_fn's params (params["tpu_estimator"] decides the spec type).
+      loss: scalar loss (TRAIN, EVAL).
+      train_op: from create_train_op (TRAIN).
+      eval_metrics: (metric_fn, tensors) as in the TPU API; tensors is a list or a dict (EVAL).
+      predictions: dict of tensors (PREDICT).
+      scaffold_fn: from init_from_checkpoint.
+      export_outputs: optional dict for SavedModel signatures.
+    """
+    if mode == tf.estimator.ModeKeys.TRAIN and loss is not None:
+        tf1.add_to_collection(_LOSS_COLLECTION, loss)
+    if params.get("tpu_estimator"):
+        return tf1.estimator.tpu.TPUEstimatorSpec(
+            mode=mode,
+            loss=loss,
+            train_op=train_op,
+            eval_metrics=eval_metrics,
+            predictions=predictions,
+            scaffold_fn=scaffold_fn,
+            export_outputs=export_outputs,
+        )
+    eval_metric_ops = None
+    if eval_metrics is not None:
+        metric_fn, tensors = eval_metrics
+        eval_metric_ops = metric_fn(**tensors) if isinstance(tensors, dict) else metric_fn(*tensors)
+    scaffold = scaffold_fn() if scaffold_fn is not None else None
+    return tf.estimator.EstimatorSpec(
+        mode=mode,
+        loss=loss,
+        train_op=train_op,
+        eval_metric_ops=eval_metric_ops,
+        predictions=predictions,
+        export_outputs=export_outputs,
+        scaffold=scaffold,
+    )
+
+
+def serving_input_fn_builder(max_seq_length, include_label_ids=False):
+    """Returns a serving_input_receiver_fn for BERT inputs.
+
+    The signature takes int32 `input_ids`, `input_mask`, `segment_ids` of shape
+    [batch_size, max_seq_length] and, with include_label_ids, `label_ids` [batch_size]. Without it
+    the model still receives a zero `label_ids` feature, since the reference model_fns read it in
+    every mode.
+    """
+
+    def serving_input_fn():
+        receivers = {
+            name: tf1.placeholder(tf.int32, [None, max_seq_length], name=name)
+            for name in ("input_ids", "input_mask", "segment_ids")
+        }
+        if include_label_ids:
+            receivers["label_ids"] = tf1.placeholder(tf.int32, [None], name="label_ids")
+        features = dict(receivers)
+        if not include_label_ids:
+            features["label_ids"] = tf.zeros_like(receivers["input_ids"][:, 0])
+        return tf.estimator.export.ServingInputReceiver(features, receivers)
+
+    return serving_input_fn
