@@ -44,6 +44,7 @@ import contextlib
 import dataclasses
 import datetime
 import json
+import logging
 import os
 import re
 import sys
@@ -94,6 +95,19 @@ def _error_message(error):
     return _one_line(error) or type(error).__name__
 
 
+def _log_each_line_once():
+    """Leaves TensorFlow's log records to absl's handler alone.
+
+    `tf.get_logger()` has a handler of its own and also propagates to the root logger, where absl
+    installs its handler once the app starts, so every `tf1.logging` line would print twice. absl's
+    format (with a timestamp and the source line) is the one kept.
+    """
+    tf_logger = logging.getLogger("tensorflow")
+    for handler in list(tf_logger.handlers):
+        tf_logger.removeHandler(handler)
+    tf_logger.propagate = True
+
+
 def run_main(main, argv=None):
     """Runs `main` like `absl.app.run`; user errors become one `ERROR:` line and exit status 1.
 
@@ -105,6 +119,7 @@ def run_main(main, argv=None):
     """
 
     def _main_with_clean_errors(args):
+        _log_each_line_once()
         try:
             return main(args)
         except _USER_ERRORS as e:
