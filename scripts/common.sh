@@ -1,0 +1,20 @@
+# Sourced by every script in scripts/: the interpreter, the repo root and the tiny demo model.
+# Nothing here needs editing; each script's variables are at its own top.
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+: "${PYTHON:=${REPO_ROOT}/.venv/bin/python}"
+export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
+SAMPLE_DIR="${REPO_ROOT}/sample_data"
+# Used when BERT_DIR is empty: a 2-layer model trained from scratch on the bundled sample corpus.
+TINY_CONFIG="${SAMPLE_DIR}/pretraining/bert_config_tiny.json"
+TINY_VOCAB="${SAMPLE_DIR}/pretraining/vocab.txt"
+
+# model_flags BERT_DIR -> the --bert_config_file/--vocab_file/--init_checkpoint flags for a released
+# checkpoint folder (bert_config.json, vocab.txt, bert_model.ckpt.*), or the tiny demo model if empty.
+model_flags() {
+  local dir="$1"
+  if [ -n "${dir}" ]; then
+    echo "--bert_config_file=${dir}/bert_config.json --vocab_file=${dir}/vocab.txt --init_checkpoint=${dir}/bert_model.ckpt"
+  else
+    echo "--bert_config_file=${TINY_CONFIG} --vocab_file=${TINY_VOCAB}"
+  fi
+}
