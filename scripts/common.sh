@@ -8,13 +8,18 @@ SAMPLE_DIR="${REPO_ROOT}/sample_data"
 TINY_CONFIG="${SAMPLE_DIR}/pretraining/bert_config_tiny.json"
 TINY_VOCAB="${SAMPLE_DIR}/pretraining/vocab.txt"
 
-# model_flags BERT_DIR -> the --bert_config_file/--vocab_file/--init_checkpoint flags for a released
-# checkpoint folder (bert_config.json, vocab.txt, bert_model.ckpt.*), or the tiny demo model if empty.
+# model_flags BERT_DIR -> the --bert_config_file/--init_checkpoint flags for a released checkpoint
+# folder (bert_config.json, vocab.txt, bert_model.ckpt.*), or the tiny demo model if empty.
 model_flags() {
   local dir="$1"
   if [ -n "${dir}" ]; then
-    echo "--bert_config_file=${dir}/bert_config.json --vocab_file=${dir}/vocab.txt --init_checkpoint=${dir}/bert_model.ckpt"
+    echo "--bert_config_file=${dir}/bert_config.json --init_checkpoint=${dir}/bert_model.ckpt"
   else
-    echo "--bert_config_file=${TINY_CONFIG} --vocab_file=${TINY_VOCAB}"
+    echo "--bert_config_file=${TINY_CONFIG}"
   fi
+}
+
+# vocab_file BERT_DIR -> the folder's vocab.txt, or the tiny demo model's.
+vocab_file() {
+  if [ -n "$1" ]; then echo "$1/vocab.txt"; else echo "${TINY_VOCAB}"; fi
 }

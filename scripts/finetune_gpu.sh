@@ -27,7 +27,7 @@ cd "${REPO_ROOT}"
 if [ -n "${CUDA_VISIBLE_DEVICES}" ]; then export CUDA_VISIBLE_DEVICES; fi
 
 # shellcheck disable=SC2046
-"${PYTHON}" run_classifier.py $(model_flags "${BERT_DIR}") \
+"${PYTHON}" run_classifier.py $(model_flags "${BERT_DIR}") --vocab_file="$(vocab_file "${BERT_DIR}")" \
   --task_name="${TASK_NAME}" --data_dir="${DATA_DIR}" --text_a_column="${TEXT_A_COLUMN}" \
   --label_column="${LABEL_COLUMN}" --output_dir="${OUTPUT_DIR}" --do_lower_case="${DO_LOWER_CASE}" \
   --do_train=True --do_eval=True --do_predict=True --do_export=True \

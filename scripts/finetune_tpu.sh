@@ -32,7 +32,7 @@ if [ -n "${TPU_NAME}" ]; then
 fi
 
 # shellcheck disable=SC2046,SC2086
-"${PYTHON}" run_classifier.py $(model_flags "${BERT_DIR}") ${TPU_FLAGS} \
+"${PYTHON}" run_classifier.py $(model_flags "${BERT_DIR}") --vocab_file="$(vocab_file "${BERT_DIR}")" ${TPU_FLAGS} \
   --task_name="${TASK_NAME}" --data_dir="${DATA_DIR}" --text_a_column="${TEXT_A_COLUMN}" \
   --label_column="${LABEL_COLUMN}" --output_dir="${OUTPUT_DIR}" --do_lower_case="${DO_LOWER_CASE}" \
   --do_train=True --do_eval=True --do_predict=True \

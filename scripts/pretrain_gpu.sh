@@ -24,7 +24,7 @@ SAVE_CHECKPOINTS_STEPS="${SAVE_CHECKPOINTS_STEPS:-10}"
 source "$(dirname "$0")/common.sh"
 cd "${REPO_ROOT}"
 if [ -n "${CUDA_VISIBLE_DEVICES}" ]; then export CUDA_VISIBLE_DEVICES; fi
-VOCAB="${BERT_DIR:+${BERT_DIR}/vocab.txt}"; VOCAB="${VOCAB:-${TINY_VOCAB}}"
+VOCAB="$(vocab_file "${BERT_DIR}")"
 mkdir -p "${OUTPUT_DIR}"
 
 "${PYTHON}" create_pretraining_data.py --input_file="${CORPUS}" --output_file="${OUTPUT_DIR}/train.tfrecord" \

@@ -22,7 +22,7 @@ USE_AMP="${USE_AMP:-False}"
 source "$(dirname "$0")/common.sh"
 cd "${REPO_ROOT}"
 if [ -n "${CUDA_VISIBLE_DEVICES}" ]; then export CUDA_VISIBLE_DEVICES; fi
-VOCAB="${BERT_DIR:+${BERT_DIR}/vocab.txt}"; VOCAB="${VOCAB:-${TINY_VOCAB}}"
+VOCAB="$(vocab_file "${BERT_DIR}")"
 STRATEGY_FLAGS="--distribution_strategy=none"
 if [ -n "${NUM_GPUS}" ]; then STRATEGY_FLAGS="--num_gpus=${NUM_GPUS} --distribution_strategy=mirrored"; fi
 mkdir -p "${OUTPUT_DIR}"

@@ -22,7 +22,7 @@ ITERATIONS_PER_LOOP="${ITERATIONS_PER_LOOP:-10}"    # e.g. 1000 on a TPU
 
 source "$(dirname "$0")/common.sh"
 cd "${REPO_ROOT}"
-VOCAB="${BERT_DIR:+${BERT_DIR}/vocab.txt}"; VOCAB="${VOCAB:-${TINY_VOCAB}}"
+VOCAB="$(vocab_file "${BERT_DIR}")"
 TPU_FLAGS="--use_tpu=False"
 if [ -n "${TPU_NAME}" ]; then
   TPU_FLAGS="--use_tpu=True --tpu_name=${TPU_NAME} --num_tpu_cores=${NUM_TPU_CORES}"
