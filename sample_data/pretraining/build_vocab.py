@@ -8,7 +8,7 @@ The output is deterministic (no randomness, every list sorted) and committed nex
                          punctuation and CJK characters split), first word-initial, then as `##`
                          continuation; then the words seen at least MIN_WORD_COUNT times and the
                          common word endings (`##ing`, ...). Every character is in the vocab, so
-                         the demo corpus never tokenizes to [UNK].
+                         the demo corpus and the classifier sample task never tokenize to [UNK].
   bert_config_tiny.json  2 layers, hidden 64, 2 heads, intermediate 256,
                          vocab_size = len(vocab.txt).
 
@@ -31,6 +31,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 import tokenization  # noqa: E402
 
 CORPUS_FILES = ("sample_text_en.txt", "sample_text_zh.txt")
+# The demo fine-tunes the model pretrained here on the bundled classification task, so the vocab
+# covers its text too (the `text` column of these label<TAB>text files).
+CLASSIFIER_FILES = ("train.tsv", "dev.tsv", "test.tsv")
+CLASSIFIER_DIR = os.path.join(os.path.dirname(HERE), "classifier")
 SEGMENTED_FILES = {"sample_text_zh_segmented.txt": "sample_text_zh.txt"}
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 MIN_WORD_COUNT = 2
@@ -63,6 +67,16 @@ def read_words(path):
     with open(path, encoding="utf-8") as f:
         for line in f:
             words.extend(basic_tokenizer.tokenize(line.strip()))
+    return words
+
+
+def read_classifier_words(path):
+    """The basic tokens of the text column of a `label<TAB>text` file with a header row."""
+    basic_tokenizer = tokenization.BasicTokenizer(do_lower_case=True)
+    words = []
+    with open(path, encoding="utf-8") as f:
+        for line in list(f)[1:]:
+            words.extend(basic_tokenizer.tokenize(line.rstrip("\n").split("\t", 1)[-1]))
     return words
 
 
@@ -117,6 +131,8 @@ def render_outputs():
     words = []
     for name in CORPUS_FILES:
         words.extend(read_words(os.path.join(HERE, name)))
+    for name in CLASSIFIER_FILES:
+        words.extend(read_classifier_words(os.path.join(CLASSIFIER_DIR, name)))
     vocab = build_vocab(words)
     config = dict(TINY_CONFIG, vocab_size=len(vocab))
     return {
