@@ -10,7 +10,7 @@ INPUT_FILE="${INPUT_FILE:-sample_data/extract_features_input.txt}"   # one sente
 OUTPUT_DIR="${OUTPUT_DIR:-/tmp/bert_features}"
 DO_LOWER_CASE="${DO_LOWER_CASE:-True}"
 CUDA_VISIBLE_DEVICES="${CUDA_VISIBLE_DEVICES:-}"
-LAYERS="${LAYERS:--1,-2,-3,-4}"
+LAYERS="${LAYERS:-}"                        # default: -1,-2,-3,-4 (the top two for the 2-layer tiny model)
 MAX_SEQ_LENGTH="${MAX_SEQ_LENGTH:-128}"
 BATCH_SIZE="${BATCH_SIZE:-32}"
 
@@ -19,10 +19,10 @@ cd "${REPO_ROOT}"
 if [ -n "${CUDA_VISIBLE_DEVICES}" ]; then export CUDA_VISIBLE_DEVICES; fi
 mkdir -p "${OUTPUT_DIR}"
 if [ -n "${BERT_DIR}" ]; then
-  CONFIG="${BERT_DIR}/bert_config.json"; VOCAB="${BERT_DIR}/vocab.txt"
+  CONFIG="${BERT_DIR}/bert_config.json"; VOCAB="${BERT_DIR}/vocab.txt"; LAYERS="${LAYERS:--1,-2,-3,-4}"
   INIT_CHECKPOINT="${INIT_CHECKPOINT:-${BERT_DIR}/bert_model.ckpt}"
 else
-  CONFIG="${TINY_CONFIG}"; VOCAB="${TINY_VOCAB}"
+  CONFIG="${TINY_CONFIG}"; VOCAB="${TINY_VOCAB}"; LAYERS="${LAYERS:--1,-2}"
   if [ -z "${INIT_CHECKPOINT}" ]; then
     OUTPUT_DIR="${OUTPUT_DIR}/tiny_model" NUM_TRAIN_EPOCHS=0.5 MAX_STEPS_WITHOUT_DECREASE=0 \
       bash "$(dirname "$0")/finetune_gpu.sh"
