@@ -20,7 +20,9 @@ Two modes:
   `--dupe_factor` passes run over that shard only, random next sentences come from the same shard,
   and instances are written as they are made through a seeded shuffle buffer of
   --shuffle_buffer_size instances. The random stream of shard k is seeded from (--random_seed, k),
-  so the output does not depend on N. Peak memory is one shard's documents plus the buffer per
+  so the output does not depend on N. Unless whole-word masking is on, only the masked positions
+  are drawn (a partial shuffle: same distribution as the reference's shuffle of all candidates,
+  far fewer draws). Peak memory is one shard's documents plus the buffer per
   worker, whatever the corpus size: split big corpora into shards of, say, 50-200 MB. Output naming:
   one output file per input shard. If --output_file lists exactly one path per shard, shard k goes
   to the k-th path; otherwise --output_file must be a single path P and shard k of S is written to
@@ -53,6 +55,7 @@ import array
 import collections
 import contextlib
 import dataclasses
+import functools
 import multiprocessing
 import os
 import random
@@ -255,7 +258,8 @@ class InstanceMaker:
     """
 
     def __init__(self, max_seq_length, short_seq_prob, masked_lm_prob, max_predictions_per_seq,
-                 cls_id, sep_id, mask_id, replacement_ids, whole_word_mask):
+                 cls_id, sep_id, mask_id, replacement_ids, whole_word_mask,
+                 sample_masked_positions=False):
         """Args:
           max_seq_length: int, length of `[CLS] A [SEP] B [SEP]` at most.
           short_seq_prob: float, probability of a random shorter target length per document.
@@ -265,6 +269,11 @@ class InstanceMaker:
           replacement_ids: list of the ids of the vocab words in vocab file order (the pool for the
             10% random replacements; one uniform `randint` over it).
           whole_word_mask: bool, codes may be negative (word continuations) and group candidates.
+          sample_masked_positions: bool, streaming mode only (not reference-exact): without
+            whole-word masking, draw only the masked positions (the first steps of a Fisher-Yates
+            shuffle) instead of shuffling every candidate position and keeping the first ones.
+            Same distribution (a uniformly random subset in random order) for about 20 draws
+            instead of one per token.
         """
         self.max_seq_length = max_seq_length
         self.short_seq_prob = short_seq_prob
@@ -275,6 +284,7 @@ class InstanceMaker:
         self.mask_id = mask_id
         self.replacement_ids = replacement_ids
         self.whole_word_mask = whole_word_mask
+        self.sample_masked_positions = sample_masked_positions
 
     def document_instances(self, all_documents, document_index, rng, rng_ops=None):
         """The reference `create_instances_from_document` (NSP segments, truncation, masking).
@@ -394,11 +404,29 @@ class InstanceMaker:
                 selected.extend(group)
         else:
             output = tokens
-            cand_indexes = [index for index, code in enumerate(tokens)
-                            if code != cls_id and code != sep_id]
-            # Shuffling single positions draws exactly what shuffling [[index], ...] draws.
-            shuffle(cand_indexes)
-            selected = cand_indexes[:num_to_predict]
+            num_tokens = len(tokens)
+            if (self.sample_masked_positions and tokens.count(sep_id) == 2
+                    and tokens.count(cls_id) == 1):
+                # [CLS] A [SEP] B [SEP] with no special ids inside A or B: the candidates are
+                # every position but these three, listed without a Python loop.
+                first_sep = tokens.index(sep_id)
+                cand_indexes = list(range(1, first_sep))
+                cand_indexes += range(first_sep + 1, num_tokens - 1)
+            else:
+                cand_indexes = [index for index, code in enumerate(tokens)
+                                if code != cls_id and code != sep_id]
+            if self.sample_masked_positions:
+                # The first num_to_predict steps of a Fisher-Yates shuffle: a uniformly random
+                # subset in random order, with one draw per selected position.
+                last = len(cand_indexes) - 1
+                for i in range(min(num_to_predict, last + 1)):
+                    j = randint(i, last)
+                    cand_indexes[i], cand_indexes[j] = cand_indexes[j], cand_indexes[i]
+                selected = cand_indexes[:num_to_predict]
+            else:
+                # Shuffling single positions draws exactly what shuffling [[index], ...] draws.
+                shuffle(cand_indexes)
+                selected = cand_indexes[:num_to_predict]
 
         labels = {}
         mask_id = self.mask_id
@@ -455,6 +483,13 @@ def _varint(value):
             return bytes(out)
 
 
+@functools.lru_cache(maxsize=4)
+def _varint_table(size):
+    """`[_varint(i) for i in range(size)]`, built once per process (streaming mode builds an encoder
+    per shard, and the table costs about as much as a thousand instances)."""
+    return [_varint(i) for i in range(size)]
+
+
 def _length_delimited(tag, payload):
     return tag + _varint(len(payload)) + payload
 
@@ -507,7 +542,7 @@ class ExampleEncoder:
         max_id_bytes = len(_varint(max(vocab_size, max_seq_length)))
         table_size = max(vocab_size, max_seq_length,
                          max_id_bytes * (max_seq_length + max_predictions_per_seq) + 256)
-        self._varints = [_varint(i) for i in range(table_size)]
+        self._varints = _varint_table(table_size)
         self._keys = {name: _length_delimited(b"\x0a", name.encode()) for name in FEATURE_NAMES}
         self._zeros = [b"\x00" * (max_seq_length - n) for n in range(max_seq_length + 1)]
         self._mlm_zeros = [b"\x00" * (max_predictions_per_seq - n)
@@ -787,7 +822,7 @@ def create_instances_from_document(all_documents, document_index, max_seq_length
             for x in maker.document_instances(documents, document_index, rng)]
 
 
-def _maker_for(tokenizer, options):
+def _maker_for(tokenizer, options, sample_masked_positions=False):
     vocab = tokenizer.vocab
     missing = [t for t in (CLS_TOKEN, SEP_TOKEN, MASK_TOKEN) if t not in vocab]
     if missing:
@@ -797,7 +832,7 @@ def _maker_for(tokenizer, options):
     return InstanceMaker(options.max_seq_length, options.short_seq_prob, options.masked_lm_prob,
                          options.max_predictions_per_seq, vocab[CLS_TOKEN], vocab[SEP_TOKEN],
                          vocab[MASK_TOKEN], [vocab[w] for w in vocab.keys()],
-                         options.whole_word_mask)
+                         options.whole_word_mask, sample_masked_positions)
 
 
 def _generate_instances(documents, maker, dupe_factor, rng, progress=None):
@@ -1020,7 +1055,9 @@ def process_shard(shard_index, input_path, output_path, tokenizer, options, log_
         tf1.logging.warning("Shard %d (%s) has no documents; writing an empty %s", shard_index,
                             input_path, output_path)
     rng.shuffle(documents)
-    maker = _maker_for(tokenizer, options)
+    # Streaming output need not match the reference draw for draw (only be seeded per shard), so
+    # the masked positions are sampled instead of shuffling every candidate (the costliest step).
+    maker = _maker_for(tokenizer, options, sample_masked_positions=True)
     encoder = ExampleEncoder(options.max_seq_length, options.max_predictions_per_seq,
                              len(tokenizer.vocab))
     inv_vocab = {i: t for t, i in tokenizer.vocab.items()} if log_examples else None
@@ -1092,6 +1129,8 @@ def create_streaming_mode(input_files, output_file, tokenizer, options):
                          result["shard"], result["documents"], result["instances"],
                          result["bytes"] / 1e6, result["seconds"])
 
+    # Built before forking, so that the workers share the encoder's varint table.
+    ExampleEncoder(options.max_seq_length, options.max_predictions_per_seq, len(tokenizer.vocab))
     if num_workers <= 1:
         _init_worker(tokenizer, options)
         for task in tasks:

@@ -11,11 +11,15 @@ prints the ratio). The speed comes from observations that leave the output uncha
   * ASCII text (most of English) needs no Unicode tables: control characters are deleted with one
     `str.translate`, lower-casing cannot change the length or add accents, and the punctuation
     split is one compiled regex over the whole text.
-  * WordPiece results are cached per word (natural text repeats words: Zipf), and new words are
-    split with prefix tables instead of the reference's quadratic scan.
-  * Chunks with non-ASCII characters use `str.translate` tables that fill themselves on the first
-    sight of each code point (so `unicodedata` runs once per distinct character), and their basic
-    tokens are cached per chunk.
+  * Text with non-ASCII characters is cleaned and lower-cased as a whole, then cut by one regex
+    at whitespace and ASCII punctuation; the runs that hold non-ASCII characters ("café",
+    "don’t") finish the reference pipeline with `str.translate` tables that fill themselves on the
+    first sight of each code point (so `unicodedata` runs once per distinct character).
+  * FullTokenizer keeps one cache from those regex matches to their final WordPiece pieces, so a
+    known word costs one dict lookup in C (`map` over the line, results joined with list +=).
+    The vocab's own tokens are entered when the tokenizer is made. A new word is split by a
+    closure that skips the reference's probes longer than the longest vocab piece and caches the
+    "##" pieces of each remainder (endings such as "ing" repeat).
 
 Caches are bounded (cleared when they exceed `_CACHE_MAX_ENTRIES`). Special tokens typed in raw text
 (`[MASK]`, `[SEP]`) are split into `[`, `mask`, `]` exactly as the reference does; pass
@@ -31,8 +35,8 @@ import os
 import re
 import unicodedata
 
-# Bound on each cache (chunk -> tokens, word -> pieces). Clearing is cheap: common chunks come back
-# within a few lines, so the hit rate recovers almost at once.
+# Bound on each cache (chunk -> tokens, word -> pieces, run -> pieces). Clearing is cheap: common
+# words come back within a few lines, so the hit rate recovers almost at once.
 _CACHE_MAX_ENTRIES = 1 << 20
 # Longer chunks (whole Chinese sentences, URLs) rarely repeat; caching them would only cost memory.
 _MAX_CACHED_CHUNK_CHARS = 64
@@ -297,9 +301,27 @@ def _ascii_basic_tokens(text, do_lower_case):
     return _ASCII_TOKEN_RE.findall(text)
 
 
-# A run of non-ASCII characters; one character str.split() splits on (re's \\s is str.isspace()).
-_NON_ASCII_RUN_RE = re.compile(r"[^\x00-\x7f]+")
-_WHITESPACE_RE = re.compile(r"\s")
+# Text with non-ASCII characters, once cleaned and lower-cased as a whole (see
+# FullTokenizer._tokenize_text): an ASCII punctuation character alone, or a run of anything else but
+# whitespace. Runs that are ASCII are final basic tokens; the others ("café", "don’t", "北京") are
+# finished by _lowered_fragment_tokens.
+_MIXED_TOKEN_RE = re.compile(f"[{_ASCII_PUNCTUATION}]|[^{_ASCII_PUNCTUATION}\\s]+")
+
+
+def _lowered_fragment_tokens(fragment, do_lower_case):
+    """Basic tokens of a _MIXED_TOKEN_RE run that is already cleaned (and lower-cased if asked).
+
+    After cleaning and lower-casing, the reference's remaining steps (pad CJK characters, split on
+    whitespace, then per token: NFD and drop category Mn, split off punctuation) map one character
+    at a time, except that NFD reorders runs of combining marks; those never extend past an ASCII
+    character or a space. So the line can be cut at whitespace and ASCII punctuation first, and
+    each step done on a whole fragment.
+    """
+    fragment = fragment.translate(_PAD_CJK_TABLE)
+    if do_lower_case:
+        fragment = unicodedata.normalize("NFD", fragment).translate(_STRIP_MN_TABLE)
+    return fragment.translate(_PAD_PUNCTUATION_TABLE).split()
+
 
 
 def _split_into_chunks(text):
@@ -494,6 +516,87 @@ class BasicTokenizer(object):
         return _is_chinese_char(cp)
 
 
+_NOT_CACHED = object()  # Sentinel: a cache has no entry (None is a valid cached value).
+
+
+class _WordPieceCache(dict):
+    """A bounded cache `word -> tuple of WordPiece pieces` that splits a word on its first sight.
+
+    `cache[word]` is a plain dict lookup for a known word (the hot path never leaves C); only new
+    words reach `__missing__`. On a cold pass over real English text about 44k of 63k distinct words
+    are not in the vocab, so the split of a new word is a closure (see _make_splitter) whose state
+    is in fast local variables rather than attributes.
+    """
+
+    __slots__ = ("_split",)
+
+    def reset(self, vocab, unk_token, max_input_chars):
+        """Empties the cache and makes a new splitter from the current settings."""
+        self.clear()
+        self._split = _make_splitter(vocab, unk_token, max_input_chars)
+
+    def __missing__(self, word):
+        if len(self) >= _CACHE_MAX_ENTRIES:
+            self.clear()
+        self[word] = pieces = self._split(word)
+        return pieces
+
+
+def _make_splitter(vocab, unk_token, max_input_chars):
+    """Returns `split(word)`: the reference's greedy WordPiece split of one word, as a tuple.
+
+    The reference tries word[start:end] (with "##" in front after the first piece) for `end` from
+    the end of the word down to start + 1 and keeps the first that is in the vocab. The same longest
+    match is found with fewer probes: candidates longer than the longest vocab piece are skipped,
+    and later pieces are probed without "##" in a set of the pieces' text after "##".
+    """
+    pieces = frozenset(vocab)
+    continuations = frozenset(p[2:] for p in pieces if p.startswith("##") and len(p) > 2)
+    max_piece_chars = max(map(len, pieces), default=0)
+    max_continuation_chars = max(map(len, continuations), default=0)
+    unk = (unk_token,)
+    # Remainder after the first piece -> tuple of "##" pieces (None: no split). Endings repeat
+    # ("ing", "s", "ed"), so about 40% of new words reuse an entry.
+    suffixes = {}
+
+    def continuation_pieces(rest):
+        tail = []
+        start = 0
+        num_chars = len(rest)
+        while start < num_chars:
+            end = min(num_chars, start + max_continuation_chars)
+            while end > start and rest[start:end] not in continuations:
+                end -= 1
+            if end == start:
+                return None  # No piece at this position: the whole word is unknown.
+            tail.append("##" + rest[start:end])
+            start = end
+        return tuple(tail)
+
+    def split(word):
+        num_chars = len(word)
+        if num_chars > max_input_chars:
+            return unk
+        if word in pieces:
+            return (word,)  # The longest possible match: most words end here.
+        end = min(num_chars - 1, max_piece_chars)
+        while end and word[:end] not in pieces:
+            end -= 1
+        if not end:
+            return unk
+        rest = word[end:]
+        tail = suffixes.get(rest, _NOT_CACHED)
+        if tail is _NOT_CACHED:
+            if len(suffixes) >= _CACHE_MAX_ENTRIES:
+                suffixes.clear()
+            tail = suffixes[rest] = continuation_pieces(rest)
+        if tail is None:
+            return unk
+        return (word[:end],) + tail
+
+    return split
+
+
 class WordpieceTokenizer(object):
     """Greedy longest-match-first WordPiece tokenization (results cached per word)."""
 
@@ -505,8 +608,7 @@ class WordpieceTokenizer(object):
           unk_token: str emitted for a word that cannot be split into vocab pieces.
           max_input_chars_per_word: int, longer words (in code points) become one `unk_token`.
         """
-        self._cache = _Memo(self._greedy_pieces)  # word -> tuple of pieces
-        self._suffix_cache = _Memo(self._continuation_pieces)  # remainder -> "##" pieces or None
+        self._cache = _WordPieceCache()  # word -> tuple of pieces
         self._vocab = vocab
         self._unk_token = unk_token
         self._max_input_chars_per_word = max_input_chars_per_word
@@ -530,7 +632,7 @@ class WordpieceTokenizer(object):
     @unk_token.setter
     def unk_token(self, value):
         self._unk_token = value
-        self._cache.clear()
+        self._rebuild()
 
     @property
     def max_input_chars_per_word(self):
@@ -539,20 +641,15 @@ class WordpieceTokenizer(object):
     @max_input_chars_per_word.setter
     def max_input_chars_per_word(self, value):
         self._max_input_chars_per_word = value
-        self._cache.clear()
+        self._rebuild()
 
     def clear_cache(self):
-        """Empties the caches and rebuilds the prefix tables (after changing `vocab` in place)."""
+        """Empties the cache and re-reads the vocab (after changing `vocab` in place)."""
         self._rebuild()
 
     def _rebuild(self):
-        """Builds the prefix tables from the vocab and empties the cache."""
-        self._initial_prefixes = _prefix_table(self._vocab)
-        self._continuation_prefixes = _prefix_table(
-            piece[2:] for piece in self._vocab if piece.startswith("##"))
         self._vocab_size = len(self._vocab)
-        self._cache.clear()
-        self._suffix_cache.clear()
+        self._cache.reset(self._vocab, self._unk_token, self._max_input_chars_per_word)
 
     def _check_vocab_size(self):
         """Rebuilds if tokens were added to or removed from the vocab in place (cheap check)."""
@@ -575,77 +672,49 @@ class WordpieceTokenizer(object):
         self._check_vocab_size()
         return _concat(map(self._cache.__getitem__, text.split()))
 
-    def _greedy_pieces(self, word):
-        """Pieces of one word (no whitespace inside) as a tuple, by greedy longest match first."""
-        if len(word) > self._max_input_chars_per_word:
-            return (self._unk_token,)
-        if word in self._vocab:
-            return (word,)  # The longest possible match: most words end here.
-        # The reference tries word[start:end] for end from the end of the word down to start + 1.
-        # The prefix tables give the same longest match faster (see _longest_piece). What follows
-        # the first piece depends only on the remaining characters, and endings repeat ("##ing",
-        # "##s"), so the continuation pieces are cached per remainder.
-        length = _longest_piece(self._initial_prefixes.get, word, 0)
-        if not length:
-            return (self._unk_token,)
-        if length == len(word):
-            return (word,)
-        rest = self._suffix_cache[word[length:]]
-        if rest is None:
-            return (self._unk_token,)
-        return (word[:length],) + rest
 
-    def _continuation_pieces(self, suffix):
-        """The "##" pieces covering all of `suffix` as a tuple, or None if one position has none."""
-        get_longest = self._continuation_prefixes.get
-        pieces = []
-        start = 0
-        while start < len(suffix):
-            length = _longest_piece(get_longest, suffix, start)
-            if not length:
-                return None
-            pieces.append("##" + suffix[start:start + length])
-            start += length
-        return tuple(pieces)
+class _PiecesCache(dict):
+    """FullTokenizer's cache from what its regex finds in a line to the final WordPiece pieces.
 
-
-def _longest_piece(get_longest, word, start):
-    """Length of the longest piece that word[start:] starts with (0 if none).
-
-    `get_longest` is the `get` of a _prefix_table. The whole remainder is tried first (the last
-    piece is usually all of it); otherwise candidates grow from one character until one is no longer
-    a prefix of any piece, since no longer candidate can then match either.
+    Keys are ASCII basic tokens (value: their pieces) and _MIXED_TOKEN_RE runs with non-ASCII
+    characters, already cleaned and lower-cased (value: the pieces of all their basic tokens). One
+    dict for both lets a whole line go through a single `map` in C. Known keys never leave C;
+    `__missing__` computes new ones with the WordpieceTokenizer's splitter, so the cache is remade
+    (reset) whenever that splitter or the lower-casing setting changes.
     """
-    longest = get_longest(word[start:])
-    if longest is not None:
-        return longest
-    longest = 0
-    end = start + 1
-    while True:
-        candidate_longest = get_longest(word[start:end])
-        if candidate_longest is None:
-            return longest
-        longest = candidate_longest
-        end += 1
 
+    __slots__ = ("split", "word_pieces", "do_lower_case")
 
-def _prefix_table(pieces):
-    """Maps every prefix of every piece to the length of the longest piece that is a prefix of it.
+    def __init__(self):
+        super().__init__()
+        self.split = self.word_pieces = self.do_lower_case = None
 
-    The length is 0 when no piece is a prefix. Prefixes of a string that are in the table form an
-    unbroken run from length 1, which is what lets _greedy_pieces stop at the first miss.
-    """
-    pieces = set(pieces)
-    table = {}
-    for piece in pieces:
-        for end in range(1, len(piece) + 1):
-            table[piece[:end]] = 0
-    for prefix in table:
-        for end in range(len(prefix), 0, -1):
-            if prefix[:end] in pieces:
-                table[prefix] = end
-                break
-    return table
+    def reset(self, word_pieces, do_lower_case, vocab):
+        """Empties the cache; `word_pieces` is the WordpieceTokenizer's _WordPieceCache.
+
+        ASCII vocab tokens are entered as their own single piece right away (a few milliseconds
+        for a 30k vocab; about a third of the distinct words of real text are vocab tokens), unless
+        the vocab would fill much of the cache bound.
+        """
+        self.clear()
+        self.word_pieces = word_pieces
+        self.split = split = word_pieces._split
+        self.do_lower_case = do_lower_case
+        if len(vocab) <= _CACHE_MAX_ENTRIES // 2:
+            self.update((token, split(token)) for token in vocab if token.isascii() and token)
+
+    def __missing__(self, key):
+        if key.isascii():
+            pieces = self.split(key)
+        else:
+            pieces = tuple(_concat(map(self.word_pieces.__getitem__,
+                                       _lowered_fragment_tokens(key, self.do_lower_case))))
+            if len(key) > _MAX_CACHED_CHUNK_CHARS:
+                return pieces
+        if len(self) >= _CACHE_MAX_ENTRIES:
+            self.clear()
+        self[key] = pieces
+        return pieces
 
 
 class FullTokenizer(object):
@@ -677,11 +746,15 @@ class FullTokenizer(object):
                 f"that have an id (for example [MASK], [SEP], [CLS])")
         self.basic_tokenizer = BasicTokenizer(do_lower_case=do_lower_case, never_split=special)
         self.wordpiece_tokenizer = WordpieceTokenizer(vocab=self.vocab)
+        self._pieces = _PiecesCache()
+        self._pieces.reset(self.wordpiece_tokenizer._cache, self.basic_tokenizer._do_lower_case,
+                           self.vocab)
 
     def clear_cache(self):
         """Empties all caches (memory only: results never depend on them)."""
         self.basic_tokenizer.clear_cache()
         self.wordpiece_tokenizer.clear_cache()
+        self._pieces.clear()
 
     def tokenize(self, text):
         """Tokenizes text into WordPiece tokens, identical to the reference's FullTokenizer.
@@ -694,51 +767,46 @@ class FullTokenizer(object):
         """
         if type(text) is not str:
             text = convert_to_unicode(text)
-        self.wordpiece_tokenizer._check_vocab_size()
+        # The cache follows the current settings of both sub-tokenizers (cheap identity checks).
+        wordpiece = self.wordpiece_tokenizer
+        if len(wordpiece._vocab) != wordpiece._vocab_size:
+            wordpiece._rebuild()
+        pieces = self._pieces
+        do_lower_case = self.basic_tokenizer._do_lower_case
+        if pieces.split is not wordpiece._cache._split or pieces.do_lower_case != do_lower_case:
+            pieces.reset(wordpiece._cache, do_lower_case, wordpiece._vocab)
         special_re = self.basic_tokenizer._never_split_re
-        if special_re is None:
-            return self._tokenize_text(text)
-        return _tokenize_segments(text, special_re, self._tokenize_text)
-
-    def _tokenize_text(self, text):
-        word_pieces = self.wordpiece_tokenizer._cache.__getitem__
+        if special_re is not None:
+            return _tokenize_segments(text, special_re, self._tokenize_text)
         if text.isascii():
-            # One regex pass over the whole text, then a cached WordPiece lookup per basic token
-            # (_ascii_basic_tokens inlined: this is the path almost all English text takes).
+            # _tokenize_text inlined for the path almost all English text takes: one regex pass
+            # over the line and one cache lookup per basic token, all in C for known words.
             if not text.isprintable():
                 text = text.translate(_ASCII_CONTROL_TABLE)
-            if self.basic_tokenizer._do_lower_case:
+            if do_lower_case:
                 text = text.lower()
-            return _concat(map(word_pieces, _ASCII_TOKEN_RE.findall(text)))
-        if _DELETED_WHITESPACE_RE.search(text) is not None:
-            text = _DELETED_WHITESPACE_RE.sub("", text)
-        # Mostly-ASCII text: the ASCII path between the chunks that hold non-ASCII characters, and
-        # the basic tokenizer's chunk cache for those chunks.
-        chunk_tokens = self.basic_tokenizer._cache.__getitem__
-        output = []
-        position = 0  # Everything before this index has been tokenized.
-        for match in _NON_ASCII_RUN_RE.finditer(text):
-            if match.end() <= position:
-                continue  # Inside the chunk just handled.
-            # A run may hold non-ASCII whitespace, so it can reach past the chunk just handled.
-            run_start = max(match.start(), position)
-            # text[position:run_start] is ASCII, whose only separators left are these four. A chunk
-            # may contain non-ASCII whitespace: the basic tokenizer's general path splits on it.
-            chunk_start = max(position, text.rfind(" ", position, run_start) + 1,
-                              text.rfind("\n", position, run_start) + 1,
-                              text.rfind("\t", position, run_start) + 1,
-                              text.rfind("\r", position, run_start) + 1)
-            separator = _WHITESPACE_RE.search(text, match.end())
-            chunk_end = separator.start() if separator is not None else len(text)
-            if chunk_start > position:
-                output += _concat(map(word_pieces, _ascii_basic_tokens(
-                    text[position:chunk_start], self.basic_tokenizer._do_lower_case)))
-            output += _concat(map(word_pieces, chunk_tokens(text[chunk_start:chunk_end])))
-            position = chunk_end
-        if position < len(text):
-            output += _concat(map(word_pieces, _ascii_basic_tokens(
-                text[position:], self.basic_tokenizer._do_lower_case)))
-        return output
+            return _concat(map(pieces.__getitem__, _ASCII_TOKEN_RE.findall(text)))
+        return self._tokenize_text(text)
+
+    def _tokenize_text(self, text):
+        """WordPiece tokens of `text` (no special tokens in it); the cache is up to date."""
+        do_lower_case = self._pieces.do_lower_case
+        if text.isascii():
+            if not text.isprintable():
+                text = text.translate(_ASCII_CONTROL_TABLE)
+            token_re = _ASCII_TOKEN_RE
+        else:
+            # The reference cleans, pads CJK characters and then lower-cases each whitespace token.
+            # Cleaning and lower-casing the whole line gives the same text: str.lower() looks at
+            # neighbours only for a final sigma, across case-ignorable characters, which whitespace
+            # is not, and padding only adds spaces around characters that have no case. Printable
+            # text without U+FFFD has nothing to clean.
+            if not text.isprintable() or "\ufffd" in text:
+                text = text.translate(_CLEAN_TABLE)
+            token_re = _MIXED_TOKEN_RE
+        if do_lower_case:
+            text = text.lower()
+        return _concat(map(self._pieces.__getitem__, token_re.findall(text)))
 
     def convert_tokens_to_ids(self, tokens):
         return convert_by_vocab(self.vocab, tokens)
