@@ -23,7 +23,6 @@ machine distort the latencies; the load average is printed next to them.
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -37,6 +36,7 @@ if REPO_ROOT not in sys.path:
 import tensorflow as tf  # noqa: E402
 
 import export_model  # noqa: E402
+from bench import machine  # noqa: E402
 import modeling  # noqa: E402
 from tests import artifacts  # noqa: E402
 
@@ -54,18 +54,7 @@ LOOSE_TOLERANCES = {name: float("inf") for name in export_model.TOLERANCES}
 
 def machine_info():
     """CPU model, core count and load average (other processes distort every latency)."""
-    model = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {"cpu": model, "cores": os.cpu_count(), "load_average": list(os.getloadavg()),
-            "tensorflow": tf.__version__}
-
+    return dict(machine.machine_info(), tensorflow=tf.__version__)
 
 def random_classifier_checkpoint(directory, config, seed=1):
     """Writes a classifier checkpoint with freshly initialised (random) weights.

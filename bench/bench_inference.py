@@ -38,6 +38,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import extract_features  # noqa: E402
+from bench import machine  # noqa: E402
 import modeling  # noqa: E402
 import runtime  # noqa: E402
 from tests import artifacts  # noqa: E402
@@ -65,18 +66,7 @@ _SIZES = {
 
 def machine_info():
     """CPU model, core count and load average (other processes distort every number here)."""
-    model = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {"cpu": model, "cores": os.cpu_count(), "load_average": list(os.getloadavg()),
-            "tensorflow": tf.__version__}
-
+    return dict(machine.machine_info(), tensorflow=tf.__version__)
 
 def matmul_peak_gflops(n=2048, repeats=6):
     """fp32 GFLOP/s of [n, n] x [n, n] TensorFlow matmuls (graph mode, default threads).

@@ -40,6 +40,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
+from bench import machine  # noqa: E402
 from tests import artifacts  # noqa: E402
 
 _SENTENCE_END_RE = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
@@ -123,17 +124,8 @@ def write_shards(directory, documents, num_shards, prefix="shard"):
 
 
 def _machine():
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()}
-
+    return {"cpu": machine.cpu_model(), "cores": os.cpu_count(),
+            "python": platform.python_version()}
 
 def _drive(variant, kwargs):
     """Runs one variant in this (fresh) process; prints JSON with timings and peak RSS.

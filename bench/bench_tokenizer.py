@@ -23,6 +23,7 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 import tokenization  # noqa: E402
+from bench import machine  # noqa: E402
 from bench import reference_tokenizer  # noqa: E402
 from tests import artifacts  # noqa: E402
 
@@ -31,21 +32,8 @@ _QUICK_CHARS = 1_000_000
 
 
 def machine_description():
-    """Returns e.g. 'AMD EPYC 7B13, 2 cores' from /proc/cpuinfo (or the platform elsewhere)."""
-    model = None
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    if model is None:
-        import platform
-        model = platform.processor() or platform.machine()
-    return f"{model}, {os.cpu_count()} cores"
-
+    """Returns e.g. 'AMD EPYC 7B13, 2 cores'."""
+    return f"{machine.cpu_model()}, {os.cpu_count()} cores"
 
 def load_lines(quick=False):
     """The benchmark text as a list of lines: lee_background.cor then the enwiki XML sample."""

@@ -46,7 +46,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from bench.run_all import machine_description  # noqa: E402
+from bench.machine import machine_description  # noqa: E402
 
 SEED = 12345
 NUM_LABELS = 2

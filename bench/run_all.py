@@ -13,13 +13,16 @@ to bench/results/latest.md.
 import argparse
 import datetime
 import os
-import platform
 import subprocess
 import sys
 import time
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(BENCH_DIR)
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+from bench.machine import machine_description  # noqa: E402
 
 # (name, script, what it compares)
 BENCHES = [
@@ -32,27 +35,6 @@ BENCHES = [
     ("export", "bench_export.py", "latency and size of each export format vs the checkpoint"),
 ]
 
-
-def machine_description():
-    """CPU model, core count, memory and library versions, for the report header."""
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    memory = ""
-    try:
-        with open("/proc/meminfo") as f:
-            kb = int(f.readline().split()[1])
-            memory = ", %.0f GiB RAM" % (kb / 2 ** 20)
-    except (OSError, ValueError, IndexError):
-        pass
-    return "%s, %d cores%s, Python %s, %s" % (cpu, os.cpu_count() or 0, memory,
-                                              platform.python_version(), platform.platform())
 
 
 def run_bench(script, quick):

@@ -10,7 +10,6 @@ import pytest
 
 import tokenization
 from bench import reference_tokenizer
-from tests import artifacts
 
 # The vocab of the reference's test_full_tokenizer / test_wordpiece_tokenizer.
 _TOY_VOCAB = ["[UNK]", "[CLS]", "[SEP]", "want", "##want", "##ed", "wa", "un", "runn", "##ing", ","]
