@@ -88,21 +88,8 @@ def count_records(paths):
     return sum(1 for p in paths for _ in tf.data.TFRecordDataset(p))
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output_dir", default=os.path.join(REPO_ROOT, "demo_output"))
-    parser.add_argument("--pretrain_steps", type=int, default=1000)
-    args = parser.parse_args()
-    out = os.path.abspath(args.output_dir)
-    if os.path.exists(out):
-        shutil.rmtree(out)
-    os.makedirs(out)
-    logs = os.path.join(out, "logs")
-    os.makedirs(logs)
-    total_start = time.time()
-    print("BERT demo: every stage below runs a real script on sample_data/; outputs in %s" % out)
-
-    # 1. Pretraining data: English and (word-segmented) Chinese, Chinese whole-word masking.
+def stage_pretraining_data(out, logs):
+    """1. English and word-segmented Chinese text -> TFRecords, with Chinese whole-word masking."""
     data_dir = os.path.join(out, "pretraining_data")
     os.makedirs(data_dir)
     train_files = [os.path.join(data_dir, "train_en.tfrecord"),
@@ -119,9 +106,15 @@ def main():
     ], os.path.join(logs, "1_create_pretraining_data.log"))
     print("      wrote %s: %d training instances"
           % (file_summary(train_files), count_records(train_files)))
+    return data_dir
 
-    # 2. Pretrain a tiny BERT from scratch, evaluating on the same data at the end (the reference
-    #    recipe; --eval_input_file points at held-out data in real use).
+
+def stage_pretraining(out, logs, data_dir, steps):
+    """2. A tiny BERT pretrained from scratch; returns its final checkpoint.
+
+    It is evaluated on the training data at the end, as the reference does; --eval_input_file
+    points at held-out data in real use.
+    """
     pretrain_dir = os.path.join(out, "pretrained")
     run_stage(2, "run_pretraining.py: tiny BERT from scratch", [
         "run_pretraining.py", "--bert_config_file=%s" % CONFIG,
@@ -131,19 +124,25 @@ def main():
         # From scratch a tiny model needs a few hundred steps at this rate to get past predicting
         # the most frequent tokens (masked-LM accuracy ~0.07) and learn from context.
         "--train_batch_size=32", "--learning_rate=5e-4",
-        "--num_train_steps=%d" % args.pretrain_steps, "--num_warmup_steps=100",
-        "--tf_random_seed=12345",
-        "--save_checkpoints_steps=%d" % args.pretrain_steps, "--max_eval_steps=20",
+        "--num_train_steps=%d" % steps, "--num_warmup_steps=100", "--tf_random_seed=12345",
+        "--save_checkpoints_steps=%d" % steps, "--max_eval_steps=20",
     ], os.path.join(logs, "2_run_pretraining.log"))
     results = read_results(os.path.join(pretrain_dir, "eval_results.txt"))
     print("      global_step %s: masked_lm_loss %.3f, masked_lm_accuracy %.3f, "
           "next_sentence_accuracy %.3f"
           % (results["global_step"], float(results["masked_lm_loss"]),
              float(results["masked_lm_accuracy"]), float(results["next_sentence_accuracy"])))
-    pretrained_checkpoint = os.path.join(pretrain_dir, "model.ckpt-%d" % args.pretrain_steps)
+    return os.path.join(pretrain_dir, "model.ckpt-%d" % steps)
 
-    # 3. Fine-tune on the bilingual sample task with early stopping, then predict the test set.
+
+def stage_fine_tuning(out, logs, pretrained_checkpoint):
+    """3. Fine-tune with evaluation during training and early stopping, predict the test set.
+
+    Returns:
+      (the best checkpoint, the output directory with labels.txt).
+    """
     finetune_dir = os.path.join(out, "classifier")
+    log_path = os.path.join(logs, "3_run_classifier.log")
     run_stage(3, "run_classifier.py: fine-tune with evaluation during training + early stopping", [
         "run_classifier.py", "--task_name=tsv",
         "--data_dir=%s" % os.path.join(SAMPLE, "classifier"),
@@ -155,31 +154,33 @@ def main():
         "--learning_rate=5e-4", "--num_train_epochs=15", "--save_checkpoints_steps=15",
         # Fixed seeds make the demo repeatable; a tiny model's fine-tuning varies a lot with them.
         "--max_steps_without_decrease=60", "--tf_random_seed=1",
-    ], os.path.join(logs, "3_run_classifier.log"))
+    ], log_path)
     results = read_results(os.path.join(finetune_dir, "eval_results.txt"))
-    with open(os.path.join(logs, "3_run_classifier.log")) as f:
-        stops = [line.split("] ", 1)[-1].strip() for line in f if "early stopping" in line.lower()
-                 or "New best checkpoint" in line]
-    print("      %s" % (stops[-1] if stops else "trained to the last step (no early stop)"))
-    print("      dev (best checkpoint): eval_accuracy %.3f, eval_macro_f1 %.3f, eval_loss %.3f at global_step %s"
-          % (float(results["eval_accuracy"]), float(results.get("eval_macro_f1", "nan")),
-             float(results["eval_loss"]), results["global_step"]))
+    with open(log_path) as f:
+        events = [line.split("] ", 1)[-1].strip() for line in f
+                  if "early stopping" in line.lower() or "New best checkpoint" in line]
+    print("      %s" % (events[-1] if events else "trained to the last step (no early stop)"))
+    print("      dev (best checkpoint): eval_accuracy %.3f, eval_macro_f1 %.3f, eval_loss %.3f "
+          "at global_step %s" % (float(results["eval_accuracy"]), float(results["eval_macro_f1"]),
+                                 float(results["eval_loss"]), results["global_step"]))
     with open(os.path.join(finetune_dir, "test_results.tsv")) as f:
         print("      test_results.tsv: %d predictions; labels.txt: %s"
-              % (sum(1 for _ in f),
-                 open(os.path.join(finetune_dir, "labels.txt")).read().split()))
-    best = os.path.join(finetune_dir, "best")
+              % (sum(1 for _ in f), read_labels(finetune_dir)))
     import tensorflow as tf
-    best_checkpoint = tf.train.latest_checkpoint(best) if os.path.isdir(best) else None
-    checkpoint = best_checkpoint or tf.train.latest_checkpoint(finetune_dir)
-    print("      exporting %s" % os.path.relpath(checkpoint, out))
+    best = os.path.join(finetune_dir, "best")
+    checkpoint = ((tf.train.latest_checkpoint(best) if os.path.isdir(best) else None)
+                  or tf.train.latest_checkpoint(finetune_dir))
+    print("      best checkpoint (exported next): %s" % os.path.relpath(checkpoint, out))
+    return checkpoint, finetune_dir
 
-    # 4. Export: SavedModel for TF Serving and TFLite for mobile, each verified.
+
+def stage_export(out, logs, checkpoint, finetune_dir):
+    """4. SavedModel, frozen graph and TFLite exports, each verified against the checkpoint."""
     export_dir = os.path.join(out, "export")
     run_stage(4, "export_model.py: SavedModel + TFLite, verified against the checkpoint", [
         "export_model.py", "--task=classifier", "--init_checkpoint=%s" % checkpoint,
         "--bert_config_file=%s" % CONFIG, "--vocab_file=%s" % VOCAB,
-        "--labels=%s" % ",".join(open(os.path.join(finetune_dir, "labels.txt")).read().split()),
+        "--labels=%s" % ",".join(read_labels(finetune_dir)),
         "--max_seq_length=%d" % MAX_SEQ_LENGTH, "--export_dir=%s" % export_dir,
         "--format=saved_model,frozen_graph,tflite,tflite_int8",
     ], os.path.join(logs, "4_export_model.log"))
@@ -190,15 +191,18 @@ def main():
             print("      %-13s %9s  max diff %.2e  p50 %.2f ms"
                   % (name, human_size(entry["size_bytes"]), entry.get("max_diff", float("nan")),
                      entry.get("latency_ms", {}).get("p50", float("nan"))))
+    return os.path.join(export_dir, "saved_model")
 
-    # 5. The exported model, loaded once, classifies new texts.
+
+def stage_predictor(out, logs, saved_model):
+    """5. The exported model, loaded once, classifies new texts."""
     texts_path = os.path.join(out, "new_texts.txt")
     with open(texts_path, "w", encoding="utf-8") as f:
         f.write("This phone is wonderful, I love it.\nThe service was terrible and slow.\n"
                 "这家餐厅的菜非常好吃。\n这个手机太差了，我很失望。\n")
     predictions_path = os.path.join(out, "new_texts_predictions.tsv")
     run_stage(5, "export_model.py --predict_saved_model: classify new texts", [
-        "export_model.py", "--predict_saved_model=%s" % os.path.join(export_dir, "saved_model"),
+        "export_model.py", "--predict_saved_model=%s" % saved_model,
         "--input_file=%s" % texts_path, "--output_file=%s" % predictions_path,
     ], os.path.join(logs, "5_predict.log"))
     with open(predictions_path, encoding="utf-8") as f:
@@ -206,7 +210,9 @@ def main():
             text, label = line.split("\t")[:2]
             print("      %-40s -> %s" % (text, label))
 
-    # 6. Features: reference JSON lines (top 4 layers) and mean-pooled sentence vectors.
+
+def stage_features(out, logs, pretrained_checkpoint):
+    """6. Reference JSON lines (the top 2 layers) and mean-pooled sentence vectors."""
     features_jsonl = os.path.join(out, "features.jsonl")
     features_npy = os.path.join(out, "sentence_vectors.npy")
     common = ["--input_file=%s" % os.path.join(SAMPLE, "extract_features_input.txt"),
@@ -218,8 +224,7 @@ def main():
               os.path.join(logs, "6_extract_features.log"))
     subprocess.run([sys.executable, "extract_features.py", "--output_file=%s" % features_npy,
                     "--pooling_strategy=mean", "--output_format=npy"] + common, cwd=REPO_ROOT,
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     with open(features_jsonl, encoding="utf-8") as f:
         first = json.loads(f.readline())
         lines = 1 + sum(1 for _ in f)
@@ -229,7 +234,32 @@ def main():
              len(first["features"][0]["layers"]), len(first["features"][0]["layers"][0]["values"]),
              os.path.basename(features_npy), "x".join(map(str, vectors.shape))))
 
-    print("\nDemo finished in %.0f s. Everything is in %s" % (time.time() - total_start, out))
+
+def read_labels(output_dir):
+    with open(os.path.join(output_dir, "labels.txt"), encoding="utf-8") as f:
+        return f.read().split()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output_dir", default=os.path.join(REPO_ROOT, "demo_output"))
+    parser.add_argument("--pretrain_steps", type=int, default=1000)
+    args = parser.parse_args()
+    out = os.path.abspath(args.output_dir)
+    if os.path.exists(out):
+        shutil.rmtree(out)
+    logs = os.path.join(out, "logs")
+    os.makedirs(logs)
+    start = time.time()
+    print("BERT demo: every stage below runs a real script on sample_data/; outputs in %s" % out)
+
+    data_dir = stage_pretraining_data(out, logs)
+    pretrained = stage_pretraining(out, logs, data_dir, args.pretrain_steps)
+    best_checkpoint, finetune_dir = stage_fine_tuning(out, logs, pretrained)
+    saved_model = stage_export(out, logs, best_checkpoint, finetune_dir)
+    stage_predictor(out, logs, saved_model)
+    stage_features(out, logs, pretrained)
+    print("\nDemo finished in %.0f s. Everything is in %s" % (time.time() - start, out))
 
 
 if __name__ == "__main__":

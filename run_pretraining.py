@@ -623,42 +623,74 @@ def runtime_options_from_flags(flag_values):
     return options
 
 
+def log_files(title, files):
+    tf1.logging.info("*** %s ***", title)
+    for path in files:
+        tf1.logging.info("  %s", path)
+
+
+def resolve_input_files(bert_config):
+    """Expands --input_file and --eval_input_file and checks their first records against the flags.
+
+    Returns:
+      (train_files, eval_files); eval_files are the training files unless --eval_input_file is set,
+      as in the reference.
+    """
+    input_files = expand_input_files(FLAGS.input_file, "input_file")
+    log_files("Input Files", input_files)
+    eval_files = input_files
+    checked = [(input_files[0], "input_file")]
+    if FLAGS.eval_input_file:
+        eval_files = expand_input_files(FLAGS.eval_input_file, "eval_input_file")
+        log_files("Eval Input Files", eval_files)
+        if FLAGS.do_eval:
+            checked.append((eval_files[0], "eval_input_file"))
+        else:
+            tf1.logging.warning("--eval_input_file is ignored without --do_eval")
+    for path, flag_name in checked:
+        check_records_match_flags(path, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq,
+                                  bert_config.vocab_size, flag_name)
+    return input_files, eval_files
+
+
+def run_train_and_evaluate(runner, options, train_input_fn, eval_input_fn):
+    """Training with evaluation after each checkpoint and early stopping; returns eval metrics."""
+    tf1.logging.info("***** Running training with evaluation after each checkpoint *****")
+    tf1.logging.info("  Batch size = %d, eval batch size = %d, eval steps = %d",
+                     FLAGS.train_batch_size, FLAGS.eval_batch_size, FLAGS.max_eval_steps)
+    tf1.logging.info("  Early stopping on %s after %d steps without improvement",
+                     options.early_stopping_metric, options.max_steps_without_decrease)
+    result = runner.train_and_evaluate(train_input_fn, eval_input_fn,
+                                       max_steps=FLAGS.num_train_steps,
+                                       eval_steps=FLAGS.max_eval_steps)
+    tf1.logging.info("Best %s = %s at %s%s", options.early_stopping_metric, result.best_metric,
+                     result.best_checkpoint, " (stopped early)" if result.stopped_early else "")
+    if result.final_metrics:
+        return result.final_metrics
+    # Training had already reached --num_train_steps: evaluate the latest checkpoint.
+    return runner.evaluate(eval_input_fn, steps=FLAGS.max_eval_steps)
+
+
+def run_train(runner, train_input_fn):
+    tf1.logging.info("***** Running training *****")
+    tf1.logging.info("  Batch size = %d", FLAGS.train_batch_size)
+    tf1.logging.info("  Num steps = %d", FLAGS.num_train_steps)
+    runner.train(train_input_fn, max_steps=FLAGS.num_train_steps)
+
+
+def run_eval(runner, eval_input_fn):
+    tf1.logging.info("***** Running evaluation *****")
+    tf1.logging.info("  Batch size = %d", FLAGS.eval_batch_size)
+    tf1.logging.info("  Num steps = %d", FLAGS.max_eval_steps)
+    return runner.evaluate(eval_input_fn, steps=FLAGS.max_eval_steps)
+
+
 def main(_):
     tf1.logging.set_verbosity(tf1.logging.INFO)
-
-    if FLAGS.bert_config_file is None or not tf.io.gfile.exists(FLAGS.bert_config_file):
-        raise runtime.UsageError(
-            f"--bert_config_file={FLAGS.bert_config_file} does not exist; pass the model's "
-            "bert_config.json"
-        )
     bert_config = modeling.BertConfig.from_json_file(FLAGS.bert_config_file)
     validate_flags(FLAGS, bert_config)
     options = runtime_options_from_flags(FLAGS)
-
-    input_files = expand_input_files(FLAGS.input_file, "input_file")
-    tf1.logging.info("*** Input Files ***")
-    for input_file in input_files:
-        tf1.logging.info("  %s", input_file)
-    eval_files = input_files
-    if FLAGS.eval_input_file:
-        eval_files = expand_input_files(FLAGS.eval_input_file, "eval_input_file")
-        tf1.logging.info("*** Eval Input Files ***")
-        for input_file in eval_files:
-            tf1.logging.info("  %s", input_file)
-        if not FLAGS.do_eval:
-            tf1.logging.warning("--eval_input_file is ignored without --do_eval")
-    checked = [(input_files[0], "input_file")]
-    if FLAGS.do_eval and FLAGS.eval_input_file:
-        checked.append((eval_files[0], "eval_input_file"))
-    for path, flag_name in checked:
-        check_records_match_flags(
-            path,
-            FLAGS.max_seq_length,
-            FLAGS.max_predictions_per_seq,
-            bert_config.vocab_size,
-            flag_name,
-        )
-
+    input_files, eval_files = resolve_input_files(bert_config)
     tf.io.gfile.makedirs(FLAGS.output_dir)
 
     model_fn = model_fn_builder(
@@ -668,66 +700,23 @@ def main(_):
         num_train_steps=FLAGS.num_train_steps,
         num_warmup_steps=FLAGS.num_warmup_steps,
     )
-    runner = runtime.build_runner(
-        model_fn,
-        options,
-        FLAGS.output_dir,
-        train_batch_size=FLAGS.train_batch_size,
-        eval_batch_size=FLAGS.eval_batch_size,
-    )
-
-    train_input_fn = input_fn_builder(
-        input_files, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq, is_training=True
-    )
-    eval_input_fn = input_fn_builder(
-        eval_files, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq, is_training=False
-    )
+    runner = runtime.build_runner(model_fn, options, FLAGS.output_dir,
+                                  train_batch_size=FLAGS.train_batch_size,
+                                  eval_batch_size=FLAGS.eval_batch_size)
+    train_input_fn = input_fn_builder(input_files, FLAGS.max_seq_length,
+                                      FLAGS.max_predictions_per_seq, is_training=True)
+    eval_input_fn = input_fn_builder(eval_files, FLAGS.max_seq_length,
+                                     FLAGS.max_predictions_per_seq, is_training=False)
 
     if FLAGS.do_train and FLAGS.do_eval and options.max_steps_without_decrease > 0:
-        tf1.logging.info("***** Running training with evaluation after each checkpoint *****")
-        tf1.logging.info(
-            "  Batch size = %d, eval batch size = %d, eval steps = %d",
-            FLAGS.train_batch_size,
-            FLAGS.eval_batch_size,
-            FLAGS.max_eval_steps,
-        )
-        tf1.logging.info(
-            "  Early stopping on %s after %d steps without improvement",
-            options.early_stopping_metric,
-            options.max_steps_without_decrease,
-        )
-        result = runner.train_and_evaluate(
-            train_input_fn,
-            eval_input_fn,
-            max_steps=FLAGS.num_train_steps,
-            eval_steps=FLAGS.max_eval_steps,
-        )
-        tf1.logging.info(
-            "Best %s = %s at %s%s",
-            options.early_stopping_metric,
-            result.best_metric,
-            result.best_checkpoint,
-            " (stopped early)" if result.stopped_early else "",
-        )
-        final_metrics = result.final_metrics
-        if not final_metrics:
-            # Training had already reached --num_train_steps: evaluate the latest checkpoint.
-            final_metrics = runner.evaluate(eval_input_fn, steps=FLAGS.max_eval_steps)
-        runtime.write_eval_results(final_metrics, FLAGS.output_dir)
+        runtime.write_eval_results(
+            run_train_and_evaluate(runner, options, train_input_fn, eval_input_fn),
+            FLAGS.output_dir)
         return
-
     if FLAGS.do_train:
-        tf1.logging.info("***** Running training *****")
-        tf1.logging.info("  Batch size = %d", FLAGS.train_batch_size)
-        tf1.logging.info("  Num steps = %d", FLAGS.num_train_steps)
-        runner.train(train_input_fn, max_steps=FLAGS.num_train_steps)
-
+        run_train(runner, train_input_fn)
     if FLAGS.do_eval:
-        tf1.logging.info("***** Running evaluation *****")
-        tf1.logging.info("  Batch size = %d", FLAGS.eval_batch_size)
-        tf1.logging.info("  Num steps = %d", FLAGS.max_eval_steps)
-        result = runner.evaluate(eval_input_fn, steps=FLAGS.max_eval_steps)
-        runtime.write_eval_results(result, FLAGS.output_dir)
+        runtime.write_eval_results(run_eval(runner, eval_input_fn), FLAGS.output_dir)
 
 
 if __name__ == "__main__":
