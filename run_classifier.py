@@ -306,6 +306,33 @@ def register_processor(name, processor_class=None):
     return _register(processor_class)
 
 
+class GlueTsvProcessor(DataProcessor):
+    """A GLUE-style task: train/dev/test .tsv files in data_dir read by `_create_examples`.
+
+    Subclasses implement `_create_examples(input_file, set_type)` and `get_labels()`, and may name
+    other files in `split_files` (split -> (file name, set type used in the guids)).
+    """
+
+    split_files = {"train": ("train.tsv", "train"), "dev": ("dev.tsv", "dev"),
+                   "test": ("test.tsv", "test")}
+
+    def _examples(self, data_dir, split):
+        file_name, set_type = self.split_files[split]
+        return self._create_examples(os.path.join(data_dir, file_name), set_type)
+
+    def get_train_examples(self, data_dir):
+        return self._examples(data_dir, "train")
+
+    def get_dev_examples(self, data_dir):
+        return self._examples(data_dir, "dev")
+
+    def get_test_examples(self, data_dir):
+        return self._examples(data_dir, "test")
+
+    def _create_examples(self, input_file, set_type):
+        raise NotImplementedError()
+
+
 @register_processor("xnli")
 class XnliProcessor(DataProcessor):
     """Processor for the XNLI data set (Chinese only, as in the reference)."""
@@ -352,17 +379,12 @@ class XnliProcessor(DataProcessor):
 
 
 @register_processor("mnli")
-class MnliProcessor(DataProcessor):
+class MnliProcessor(GlueTsvProcessor):
     """Processor for the MultiNLI data set (GLUE version, matched dev/test)."""
 
-    def get_train_examples(self, data_dir):
-        return self._create_examples(os.path.join(data_dir, "train.tsv"), "train")
-
-    def get_dev_examples(self, data_dir):
-        return self._create_examples(os.path.join(data_dir, "dev_matched.tsv"), "dev_matched")
-
-    def get_test_examples(self, data_dir):
-        return self._create_examples(os.path.join(data_dir, "test_matched.tsv"), "test")
+    # Only the matched dev/test sets, as the reference.
+    split_files = {"train": ("train.tsv", "train"), "dev": ("dev_matched.tsv", "dev_matched"),
+                   "test": ("test_matched.tsv", "test")}
 
     def get_labels(self):
         return ["contradiction", "entailment", "neutral"]
@@ -386,17 +408,8 @@ class MnliProcessor(DataProcessor):
 
 
 @register_processor("mrpc")
-class MrpcProcessor(DataProcessor):
+class MrpcProcessor(GlueTsvProcessor):
     """Processor for the MRPC data set (GLUE version)."""
-
-    def get_train_examples(self, data_dir):
-        return self._create_examples(os.path.join(data_dir, "train.tsv"), "train")
-
-    def get_dev_examples(self, data_dir):
-        return self._create_examples(os.path.join(data_dir, "dev.tsv"), "dev")
-
-    def get_test_examples(self, data_dir):
-        return self._create_examples(os.path.join(data_dir, "test.tsv"), "test")
 
     def get_labels(self):
         return ["0", "1"]
@@ -421,17 +434,8 @@ class MrpcProcessor(DataProcessor):
 
 
 @register_processor("cola")
-class ColaProcessor(DataProcessor):
+class ColaProcessor(GlueTsvProcessor):
     """Processor for the CoLA data set (GLUE version)."""
-
-    def get_train_examples(self, data_dir):
-        return self._create_examples(os.path.join(data_dir, "train.tsv"), "train")
-
-    def get_dev_examples(self, data_dir):
-        return self._create_examples(os.path.join(data_dir, "dev.tsv"), "dev")
-
-    def get_test_examples(self, data_dir):
-        return self._create_examples(os.path.join(data_dir, "test.tsv"), "test")
 
     def get_labels(self):
         return ["0", "1"]
