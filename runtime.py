@@ -859,6 +859,19 @@ def build_runner(
     )
 
 
+def _run_config_settings(options, model_dir):
+    """The RunConfig settings both estimators take from the flags."""
+    return dict(
+        model_dir=model_dir,
+        tf_random_seed=options.tf_random_seed,
+        save_summary_steps=options.save_summary_steps,
+        save_checkpoints_steps=options.save_checkpoints_steps,
+        keep_checkpoint_max=options.keep_checkpoint_max,
+        log_step_count_steps=options.log_step_count_steps,
+        session_config=_session_config(options),
+    )
+
+
 def _build_tpu_estimator(
     model_fn, options, model_dir, train_batch, eval_batch, predict_batch, params
 ):
@@ -870,13 +883,7 @@ def _build_tpu_estimator(
     run_config = tf1.estimator.tpu.RunConfig(
         cluster=resolver,
         master=options.master,
-        model_dir=model_dir,
-        save_checkpoints_steps=options.save_checkpoints_steps,
-        keep_checkpoint_max=options.keep_checkpoint_max,
-        save_summary_steps=options.save_summary_steps,
-        log_step_count_steps=options.log_step_count_steps,
-        tf_random_seed=options.tf_random_seed,
-        session_config=_session_config(options),
+        **_run_config_settings(options, model_dir),
         tpu_config=tf1.estimator.tpu.TPUConfig(
             iterations_per_loop=options.iterations_per_loop,
             num_shards=options.num_tpu_cores,
@@ -910,14 +917,7 @@ def _build_tpu_estimator(
 
 def _build_estimator(model_fn, options, model_dir, strategy, params):
     run_config = tf.estimator.RunConfig(
-        model_dir=model_dir,
-        tf_random_seed=options.tf_random_seed,
-        save_summary_steps=options.save_summary_steps,
-        save_checkpoints_steps=options.save_checkpoints_steps,
-        keep_checkpoint_max=options.keep_checkpoint_max,
-        log_step_count_steps=options.log_step_count_steps,
-        session_config=_session_config(options),
-        train_distribute=strategy,
+        train_distribute=strategy, **_run_config_settings(options, model_dir)
     )
     full_params = dict(params, use_tpu=False, tpu_estimator=False, runtime_options=options)
     return tf.estimator.Estimator(model_fn=model_fn, config=run_config, params=full_params)
