@@ -1037,11 +1037,7 @@ def spec_from_flags():
     except ValueError as e:
         raise runtime.UsageError(" ".join(str(e).split())) from None
     bert_config = modeling.BertConfig.from_json_file(FLAGS.bert_config_file)
-    if FLAGS.max_seq_length > bert_config.max_position_embeddings:
-        raise runtime.UsageError(
-            f"--max_seq_length={FLAGS.max_seq_length} exceeds the model's "
-            f"max_position_embeddings={bert_config.max_position_embeddings}; pass "
-            f"--max_seq_length={bert_config.max_position_embeddings} or less")
+    modeling.check_max_seq_length(bert_config, FLAGS.max_seq_length)
     labels = None
     if FLAGS.task == "classifier":
         if "output_bias" not in shapes:

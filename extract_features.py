@@ -467,12 +467,7 @@ class BertEncoder(object):
           ValueError: bad config, checkpoint, layer index or max_seq_length.
         """
         self.bert_config = modeling.BertConfig.from_json_file(bert_config_file)
-        if max_seq_length > self.bert_config.max_position_embeddings:
-            raise ValueError("max_seq_length %d is longer than max_position_embeddings %d of %s; "
-                             "use max_seq_length <= %d" % (max_seq_length,
-                                                       self.bert_config.max_position_embeddings,
-                                                       bert_config_file,
-                                                       self.bert_config.max_position_embeddings))
+        modeling.check_max_seq_length(self.bert_config, max_seq_length)
         if max_seq_length < 3:
             raise ValueError("max_seq_length %d leaves no room for text; use at least 3"
                              % max_seq_length)
@@ -829,12 +824,10 @@ def validate_flags_or_throw(bert_config):
         init_checkpoint = resolve_checkpoint(FLAGS.init_checkpoint)
     except ValueError as e:
         raise runtime.UsageError(str(e)) from None
-    if FLAGS.max_seq_length > bert_config.max_position_embeddings:
-        raise runtime.UsageError(
-            "--max_seq_length=%d is longer than max_position_embeddings=%d in %s; use "
-            "--max_seq_length <= %d" % (FLAGS.max_seq_length, bert_config.max_position_embeddings,
-                                        FLAGS.bert_config_file,
-                                        bert_config.max_position_embeddings))
+    try:
+        modeling.check_max_seq_length(bert_config, FLAGS.max_seq_length)
+    except ValueError as e:
+        raise runtime.UsageError(str(e)) from None
     if FLAGS.max_seq_length < 3:
         raise runtime.UsageError("--max_seq_length=%d leaves no room for text; use at least 3"
                                  % FLAGS.max_seq_length)

@@ -175,11 +175,8 @@ class BertModel(object):
         input_shape = get_shape_list(input_ids, expected_rank=2)
         batch_size = input_shape[0]
         seq_length = input_shape[1]
-        if isinstance(seq_length, int) and seq_length > config.max_position_embeddings:
-            raise ValueError(
-                "max_seq_length %d is longer than the model's position table "
-                "(max_position_embeddings = %d in bert_config.json): use --max_seq_length <= %d"
-                % (seq_length, config.max_position_embeddings, config.max_position_embeddings))
+        if isinstance(seq_length, int):
+            check_max_seq_length(config, seq_length)
 
         if input_mask is None:
             input_mask = tf.ones(shape=[batch_size, seq_length], dtype=tf.int32)
@@ -294,6 +291,24 @@ def validate_config(config):
             "bert_config.json: hidden_size (%d) is not a multiple of num_attention_heads (%d)"
             % (config.hidden_size, config.num_attention_heads))
     get_activation(config.hidden_act)
+
+
+def check_max_seq_length(config, max_seq_length):
+    """Fails early when sequences would be longer than the model's position table.
+
+    Every runner calls this before any work; past the table the position lookup fails deep inside
+    TensorFlow instead.
+
+    Raises:
+      ValueError: one line naming the limit and the flag value to pass.
+    """
+    limit = config.max_position_embeddings
+    if max_seq_length > limit:
+        raise ValueError(
+            "Cannot use sequence length %d because the BERT model was only trained up to sequence "
+            "length %d; pass --max_seq_length=%d or less (%d is longer than max_position_embeddings "
+            "= %d in bert_config.json, so --max_seq_length <= %d)"
+            % (max_seq_length, limit, limit, max_seq_length, limit, limit))
 
 
 def gelu(x):

@@ -1356,11 +1356,7 @@ def validate_flags_and_load_config():
             "--max_steps_without_decrease needs --do_train=true and --do_eval=true (early stopping "
             "watches the dev set during training)")
     bert_config = modeling.BertConfig.from_json_file(FLAGS.bert_config_file)
-    if FLAGS.max_seq_length > bert_config.max_position_embeddings:
-        raise runtime.UsageError(
-            f"Cannot use sequence length {FLAGS.max_seq_length} because the BERT model was only "
-            f"trained up to sequence length {bert_config.max_position_embeddings}; pass "
-            f"--max_seq_length={bert_config.max_position_embeddings} or less")
+    modeling.check_max_seq_length(bert_config, FLAGS.max_seq_length)
     return bert_config
 
 

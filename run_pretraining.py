@@ -579,12 +579,7 @@ def validate_flags(flag_values, bert_config):
         raise runtime.UsageError(
             "At least one of `do_train` or `do_eval` must be True: pass --do_train and/or --do_eval"
         )
-    if flag_values.max_seq_length > bert_config.max_position_embeddings:
-        raise runtime.UsageError(
-            f"--max_seq_length={flag_values.max_seq_length} is longer than the model's "
-            f"max_position_embeddings={bert_config.max_position_embeddings}; use a shorter "
-            "--max_seq_length (and data made with it)"
-        )
+    modeling.check_max_seq_length(bert_config, flag_values.max_seq_length)
     for name in (
         "train_batch_size",
         "eval_batch_size",
