@@ -10,12 +10,13 @@ prints the ratio). The speed comes from observations that leave the output uncha
     whitespace and the pieces handled independently.
   * ASCII text (most of English) needs no Unicode tables: control characters are deleted with one
     `str.translate`, lower-casing cannot change the length or add accents, and the punctuation
-    split is one compiled regex over the whole text.
-  * Text with non-ASCII characters is cleaned and lower-cased as a whole, then cut by one regex
+    split is done by padding each ASCII punctuation character that occurs with spaces
+    (`str.replace`, memchr-fast) and one `str.split()`.
+  * Text with non-ASCII characters is cleaned and lower-cased as a whole, then cut the same way
     at whitespace and ASCII punctuation; the runs that hold non-ASCII characters ("café",
     "don’t") finish the reference pipeline with `str.translate` tables that fill themselves on the
     first sight of each code point (so `unicodedata` runs once per distinct character).
-  * FullTokenizer keeps one cache from those regex matches to their final WordPiece pieces, so a
+  * FullTokenizer keeps one cache from those runs to their final WordPiece pieces, so a
     known word costs one dict lookup in C (`map` over the line, results joined with list +=).
     The vocab's own tokens are entered when the tokenizer is made. A new word is split by a
     closure that skips the reference's probes longer than the longest vocab piece and caches the
@@ -290,6 +291,27 @@ _ASCII_CONTROL_TABLE = {cp: None for cp in range(128) if _clean_replacement(cp) 
 # text this yields exactly the reference's basic tokens.
 _ASCII_PUNCTUATION = r"!-/:-@\[-`{-~"
 _ASCII_TOKEN_RE = re.compile(f"[{_ASCII_PUNCTUATION}]|[^{_ASCII_PUNCTUATION} \t\n\r]+")
+# Each ASCII punctuation character with a space on both sides, for _split_at_ascii_punctuation.
+_ASCII_PUNCTUATION_PADDING = tuple(
+    (chr(cp), f" {chr(cp)} ") for cp in range(33, 127) if not chr(cp).isalnum())
+
+
+def _split_at_ascii_punctuation(text):
+    """Cuts cleaned text at whitespace and around every ASCII punctuation character.
+
+    Returns each ASCII punctuation character alone and every run of other non-whitespace
+    characters: on cleaned ASCII text exactly `_ASCII_TOKEN_RE.findall(text)`, the reference's basic
+    tokens. Runs with non-ASCII characters ("café", "don’t", "北京") are finished by
+    _lowered_fragment_tokens.
+
+    Padding the punctuation with spaces and calling str.split() costs about two thirds of a regex
+    `findall` over the line: `in` and `replace` scan with memchr, only the characters that occur
+    are replaced, and str.split() is one pass (FullTokenizer.tokenize inlines this loop).
+    """
+    for char, padded in _ASCII_PUNCTUATION_PADDING:
+        if char in text:
+            text = text.replace(char, padded)
+    return text.split()
 
 
 def _ascii_basic_tokens(text, do_lower_case):
@@ -301,15 +323,8 @@ def _ascii_basic_tokens(text, do_lower_case):
     return _ASCII_TOKEN_RE.findall(text)
 
 
-# Text with non-ASCII characters, once cleaned and lower-cased as a whole (see
-# FullTokenizer._tokenize_text): an ASCII punctuation character alone, or a run of anything else but
-# whitespace. Runs that are ASCII are final basic tokens; the others ("café", "don’t", "北京") are
-# finished by _lowered_fragment_tokens.
-_MIXED_TOKEN_RE = re.compile(f"[{_ASCII_PUNCTUATION}]|[^{_ASCII_PUNCTUATION}\\s]+")
-
-
 def _lowered_fragment_tokens(fragment, do_lower_case):
-    """Basic tokens of a _MIXED_TOKEN_RE run that is already cleaned (and lower-cased if asked).
+    """Basic tokens of a _split_at_ascii_punctuation run, already cleaned (and lower-cased if asked).
 
     After cleaning and lower-casing, the reference's remaining steps (pad CJK characters, split on
     whitespace, then per token: NFD and drop category Mn, split off punctuation) map one character
@@ -674,10 +689,10 @@ class WordpieceTokenizer(object):
 
 
 class _PiecesCache(dict):
-    """FullTokenizer's cache from what its regex finds in a line to the final WordPiece pieces.
+    """FullTokenizer's cache from the runs of _split_at_ascii_punctuation to their WordPiece pieces.
 
-    Keys are ASCII basic tokens (value: their pieces) and _MIXED_TOKEN_RE runs with non-ASCII
-    characters, already cleaned and lower-cased (value: the pieces of all their basic tokens). One
+    Keys are ASCII basic tokens (value: their pieces) and runs with non-ASCII characters, already
+    cleaned and lower-cased (value: the pieces of all their basic tokens). One
     dict for both lets a whole line go through a single `map` in C. Known keys never leave C;
     `__missing__` computes new ones with the WordpieceTokenizer's splitter, so the cache is remade
     (reset) whenever that splitter or the lower-casing setting changes.
@@ -779,22 +794,23 @@ class FullTokenizer(object):
         if special_re is not None:
             return _tokenize_segments(text, special_re, self._tokenize_text)
         if text.isascii():
-            # _tokenize_text inlined for the path almost all English text takes: one regex pass
-            # over the line and one cache lookup per basic token, all in C for known words.
+            # _tokenize_text inlined for the path almost all English text takes: a few memchr
+            # passes, one split and one cache lookup per basic token, all in C for known words.
             if not text.isprintable():
                 text = text.translate(_ASCII_CONTROL_TABLE)
             if do_lower_case:
                 text = text.lower()
-            return _concat(map(pieces.__getitem__, _ASCII_TOKEN_RE.findall(text)))
+            for char, padded in _ASCII_PUNCTUATION_PADDING:  # _split_at_ascii_punctuation
+                if char in text:
+                    text = text.replace(char, padded)
+            return _concat(map(pieces.__getitem__, text.split()))
         return self._tokenize_text(text)
 
     def _tokenize_text(self, text):
         """WordPiece tokens of `text` (no special tokens in it); the cache is up to date."""
-        do_lower_case = self._pieces.do_lower_case
         if text.isascii():
             if not text.isprintable():
                 text = text.translate(_ASCII_CONTROL_TABLE)
-            token_re = _ASCII_TOKEN_RE
         else:
             # The reference cleans, pads CJK characters and then lower-cases each whitespace token.
             # Cleaning and lower-casing the whole line gives the same text: str.lower() looks at
@@ -803,10 +819,9 @@ class FullTokenizer(object):
             # text without U+FFFD has nothing to clean.
             if not text.isprintable() or "\ufffd" in text:
                 text = text.translate(_CLEAN_TABLE)
-            token_re = _MIXED_TOKEN_RE
-        if do_lower_case:
+        if self._pieces.do_lower_case:
             text = text.lower()
-        return _concat(map(self._pieces.__getitem__, token_re.findall(text)))
+        return _concat(map(self._pieces.__getitem__, _split_at_ascii_punctuation(text)))
 
     def convert_tokens_to_ids(self, tokens):
         return convert_by_vocab(self.vocab, tokens)

@@ -3,8 +3,12 @@
 Both tokenize the same real text line by line (gensim's lee_background.cor news documents plus the
 decompressed enwiki XML sample, about 6 MB) with the released uncased English vocab. The fast
 tokenizer is a fresh instance for every timed pass, so filling its caches is part of the time.
-Passes alternate between the two implementations and the ratio uses the fastest pass of each, which
-keeps the comparison fair on a busy machine. Outputs are compared token for token.
+
+The speed of these shared machines drifts by tens of percent within minutes, so the two
+implementations are not timed one after the other: each pass cuts the text into 20 segments and
+times both on every segment in turn (each keeping its own tokenizer, so the fast one's caches fill
+exactly as in one sequential pass), alternating which goes first. Both then see the same machine.
+The ratio uses the fastest pass of each. Outputs are compared token for token.
 
 Usage:
   python bench/bench_tokenizer.py            # full text, 2 passes each (about 1 minute)
@@ -52,16 +56,43 @@ def load_lines(quick=False):
     return lines
 
 
-def _timed_pass(make_tokenizer, lines):
-    """Constructs a tokenizer (not timed), then times tokenizing every line.
+_SEGMENTS = 20
+
+
+def _split_into_segments(lines, count):
+    """Cuts `lines` into `count` consecutive slices of nearly equal length (in lines)."""
+    size = -(-len(lines) // count)
+    return [lines[start:start + size] for start in range(0, len(lines), size)]
+
+
+def _interleaved_pass(make_baseline, make_fast, segments):
+    """Times both implementations on every segment in turn, with one fresh instance of each.
+
+    Only the output of the segment being timed is alive while it runs: each output is turned into
+    one string (which the garbage collector does not scan) right after it is timed. Otherwise one
+    implementation would run while the other's ~2 million token references sit in the heap, and
+    every full garbage collection in its time would walk them too.
 
     Returns:
-      (wall seconds, CPU seconds of this process, list of token lists).
+      dict name -> (wall seconds, CPU seconds of this process, the output as one string: a line
+      per input line, tokens separated by spaces; tokens never contain whitespace, so equal strings
+      mean equal token lists), for names "baseline" and "fast".
     """
-    tokenizer = make_tokenizer()
-    start_wall, start_cpu = time.perf_counter(), time.process_time()
-    output = [tokenizer.tokenize(line) for line in lines]
-    return time.perf_counter() - start_wall, time.process_time() - start_cpu, output
+    tokenizers = {"baseline": make_baseline(), "fast": make_fast()}
+    wall = dict.fromkeys(tokenizers, 0.0)
+    cpu = dict.fromkeys(tokenizers, 0.0)
+    outputs = {name: [] for name in tokenizers}
+    for index, segment in enumerate(segments):
+        order = ("baseline", "fast") if index % 2 == 0 else ("fast", "baseline")
+        for name in order:
+            tokenize = tokenizers[name].tokenize
+            start_wall, start_cpu = time.perf_counter(), time.process_time()
+            output = [tokenize(line) for line in segment]
+            wall[name] += time.perf_counter() - start_wall
+            cpu[name] += time.process_time() - start_cpu
+            outputs[name].append("\n".join(map(" ".join, output)))
+            del output
+    return {name: (wall[name], cpu[name], "\n".join(outputs[name])) for name in tokenizers}
 
 
 def run(quick=False, do_lower_case=True, passes=None):
@@ -81,21 +112,24 @@ def run(quick=False, do_lower_case=True, passes=None):
     vocab_file = artifacts.english_vocab()
     lines = load_lines(quick)
     megabytes = sum(len(line.encode("utf-8")) + 1 for line in lines) / 1e6
+    segments = _split_into_segments(lines, _SEGMENTS)
     baseline_wall, baseline_cpu, fast_wall, fast_cpu = [], [], [], []
     identical = True
     tokens = 0
     for _ in range(passes):
-        wall, cpu, expected = _timed_pass(
-            lambda: reference_tokenizer.FullTokenizer(vocab_file, do_lower_case), lines)
+        result = _interleaved_pass(
+            lambda: reference_tokenizer.FullTokenizer(vocab_file, do_lower_case),
+            lambda: tokenization.FullTokenizer(vocab_file, do_lower_case),
+            segments)
+        wall, cpu, expected = result["baseline"]
         baseline_wall.append(wall)
         baseline_cpu.append(cpu)
-        wall, cpu, actual = _timed_pass(
-            lambda: tokenization.FullTokenizer(vocab_file, do_lower_case), lines)
+        wall, cpu, actual = result["fast"]
         fast_wall.append(wall)
         fast_cpu.append(cpu)
         identical = identical and actual == expected
-        tokens = sum(map(len, actual))
-        del expected, actual
+        tokens = len(actual.split())
+        del result, expected, actual
     baseline_s, fast_s = min(baseline_wall), min(fast_wall)
     return {
         "name": "tokenizer (FullTokenizer.tokenize vs literal reference)",

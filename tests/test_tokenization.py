@@ -4,6 +4,7 @@ vocabularies, and token-for-token parity with a literal implementation of the re
 
 import os
 import random
+import re
 import unicodedata
 
 import pytest
@@ -296,6 +297,18 @@ def test_whitespace_tokenize():
 def test_python_whitespace_list_is_complete():
     every_space = {chr(cp) for cp in range(0x110000) if chr(cp).isspace()}
     assert set(tokenization._PY_WHITESPACE) == every_space
+
+
+def test_split_at_ascii_punctuation_equals_the_regex_split():
+    # The fast path pads punctuation with str.replace and calls str.split(); it must cut exactly
+    # where a regex over the same classes does (Python's str.split() and regex \s whitespace).
+    regex = re.compile(r"[!-/:-@\[-`{-~]|[^!-/:-@\[-`{-~\s]+")
+    rng = random.Random(7)
+    pool = _TRICKY_CHARS + "".join(chr(cp) for cp in range(0x2000, 0x2060)) + "abc de,f.(g)"
+    texts = ["".join(rng.choice(pool) for _ in range(rng.randint(0, 60))) for _ in range(20000)]
+    texts += ["".join(chr(cp) for cp in range(128)), " ".join(tokenization._PY_WHITESPACE)]
+    for text in texts:
+        assert tokenization._split_at_ascii_punctuation(text) == regex.findall(text), repr(text)
 
 
 def test_character_tables_match_reference_functions():
