@@ -565,8 +565,10 @@ def _make_splitter(vocab, unk_token, max_input_chars):
     match is found with fewer probes: candidates longer than the longest vocab piece are skipped,
     and later pieces are probed without "##" in a set of the pieces' text after "##".
     """
-    pieces = frozenset(vocab)
-    continuations = frozenset(p[2:] for p in pieces if p.startswith("##") and len(p) > 2)
+    # Plain dicts of str -> None rather than frozensets: the garbage collector stops tracking such
+    # dicts, while it walks every set in each full collection (tens of thousands of entries).
+    pieces = dict.fromkeys(vocab)
+    continuations = dict.fromkeys(p[2:] for p in pieces if p.startswith("##") and len(p) > 2)
     max_piece_chars = max(map(len, pieces), default=0)
     max_continuation_chars = max(map(len, continuations), default=0)
     unk = (unk_token,)
@@ -579,7 +581,9 @@ def _make_splitter(vocab, unk_token, max_input_chars):
         start = 0
         num_chars = len(rest)
         while start < num_chars:
-            end = min(num_chars, start + max_continuation_chars)
+            end = start + max_continuation_chars
+            if end > num_chars:
+                end = num_chars
             while end > start and rest[start:end] not in continuations:
                 end -= 1
             if end == start:
@@ -594,7 +598,7 @@ def _make_splitter(vocab, unk_token, max_input_chars):
             return unk
         if word in pieces:
             return (word,)  # The longest possible match: most words end here.
-        end = min(num_chars - 1, max_piece_chars)
+        end = num_chars - 1 if num_chars <= max_piece_chars else max_piece_chars
         while end and word[:end] not in pieces:
             end -= 1
         if not end:
