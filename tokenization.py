@@ -3,7 +3,8 @@
 `FullTokenizer(vocab_file, do_lower_case).tokenize(text)` returns the same tokens as the reference
 for every input (checked token for token against a literal transcription of the reference algorithm,
 bench/reference_tokenizer.py) and runs about 10-12x faster on real text with a fresh, cold instance
-(bench/bench_tokenizer.py prints the ratio). The speed comes from observations that leave the output unchanged:
+(bench/bench_tokenizer.py prints the ratio). The speed comes from observations that leave the output
+unchanged:
 
   * The reference pipeline is a per-character map (drop controls, map whitespace to " ", pad CJK
     ideographs) followed by work on whitespace-separated tokens only, so text can be cut at
@@ -304,9 +305,10 @@ def _split_at_ascii_punctuation(text):
     tokens. Runs with non-ASCII characters ("café", "don’t", "北京") are finished by
     _lowered_fragment_tokens.
 
-    Padding the punctuation with spaces and calling str.split() costs about two thirds of a regex
-    `findall` over the line: `in` and `replace` scan with memchr, only the characters that occur
-    are replaced, and str.split() is one pass (FullTokenizer.tokenize inlines this loop).
+    Padding the punctuation with spaces and calling str.split() takes about 60% of the instructions
+    of a regex `findall` over the line (counted with callgrind on the benchmark text): `in` and
+    `replace` scan with memchr, only the characters that occur are replaced, and str.split() is one
+    pass (FullTokenizer.tokenize inlines this loop).
     """
     for char, padded in _ASCII_PUNCTUATION_PADDING:
         if char in text:
@@ -324,7 +326,7 @@ def _ascii_basic_tokens(text, do_lower_case):
 
 
 def _lowered_fragment_tokens(fragment, do_lower_case):
-    """Basic tokens of a _split_at_ascii_punctuation run, already cleaned (and lower-cased if asked).
+    """Basic tokens of a _split_at_ascii_punctuation run, cleaned (and lower-cased if asked).
 
     After cleaning and lower-casing, the reference's remaining steps (pad CJK characters, split on
     whitespace, then per token: NFD and drop category Mn, split off punctuation) map one character
@@ -563,7 +565,7 @@ def _make_splitter(vocab, unk_token, max_input_chars):
     The reference tries word[start:end] (with "##" in front after the first piece) for `end` from
     the end of the word down to start + 1 and keeps the first that is in the vocab. The same longest
     match is found with fewer probes: candidates longer than the longest vocab piece are skipped,
-    and later pieces are probed without "##" in a set of the pieces' text after "##".
+    and later pieces are probed without "##" among the pieces' text after "##".
     """
     # Plain dicts of str -> None rather than frozensets: the garbage collector stops tracking such
     # dicts, while it walks every set in each full collection (tens of thousands of entries).
@@ -696,8 +698,8 @@ class _PiecesCache(dict):
     """FullTokenizer's cache from the runs of _split_at_ascii_punctuation to their WordPiece pieces.
 
     Keys are ASCII basic tokens (value: their pieces) and runs with non-ASCII characters, already
-    cleaned and lower-cased (value: the pieces of all their basic tokens). One
-    dict for both lets a whole line go through a single `map` in C. Known keys never leave C;
+    cleaned and lower-cased (value: the pieces of all their basic tokens). One dict for both lets a
+    whole line go through a single `map` in C. Known keys never leave C;
     `__missing__` computes new ones with the WordpieceTokenizer's splitter, so the cache is remade
     (reset) whenever that splitter or the lower-casing setting changes.
     """
