@@ -1,8 +1,8 @@
 """Training benchmark on CPU: examples/s and peak memory of our runtime against the reference setup.
 
 Every configuration trains in its own fresh subprocess (so its peak RSS is its own) with a
-classifier model_fn as in run_classifier.py (modeling.BertModel, pooled output, root-scope
-`output_weights`/`output_bias` head), whose train op comes from runtime.create_train_op and whose
+classifier model_fn built by run_classifier.create_model (modeling.BertModel, pooled output,
+root-scope `output_weights`/`output_bias` head), whose train op comes from runtime.create_train_op and whose
 spec from runtime.make_spec, trained through `runtime.build_runner(...).train` on synthetic inputs
 (random token ids and lengths from a fixed seed, `repeat()`ed). A SessionRunHook records the wall
 and CPU time of every session run; the first runs are warm-up (graph optimisation, XLA's lazy
@@ -125,6 +125,7 @@ def _child(config):
     import tensorflow as tf
 
     import modeling
+    import run_classifier
     import runtime
 
     tf1 = tf.compat.v1
@@ -174,28 +175,11 @@ def _child(config):
     def model_fn(features, labels, mode, params):
         """The run_classifier model: pooled output, dropout, root-scope softmax head."""
         del labels  # The label ids come in the features, as in the reference.
-        model = modeling.BertModel(
-            config=bert_config,
-            is_training=True,
-            input_ids=features["input_ids"],
-            input_mask=features["input_mask"],
-            token_type_ids=features["segment_ids"],
-            use_one_hot_embeddings=params["use_tpu"],
-        )
-        pooled = model.get_pooled_output()  # [batch_size, hidden_size]
-        output_weights = tf1.get_variable(
-            "output_weights", [NUM_LABELS, bert_config.hidden_size],
-            initializer=tf1.truncated_normal_initializer(stddev=0.02))
-        output_bias = tf1.get_variable(
-            "output_bias", [NUM_LABELS], initializer=tf1.zeros_initializer())
-        with tf1.variable_scope("loss"):
-            pooled = tf.nn.dropout(pooled, rate=0.1)
-            logits = tf.nn.bias_add(
-                tf.matmul(pooled, output_weights, transpose_b=True), output_bias
-            )  # [batch_size, num_labels]
-            log_probs = tf.nn.log_softmax(logits, axis=-1)
-            one_hot = tf.one_hot(features["label_ids"], depth=NUM_LABELS, dtype=tf.float32)
-            loss = tf.reduce_mean(-tf.reduce_sum(one_hot * log_probs, axis=-1))
+        loss = run_classifier.create_model(
+            bert_config, is_training=True, input_ids=features["input_ids"],
+            input_mask=features["input_mask"], segment_ids=features["segment_ids"],
+            labels=features["label_ids"], num_labels=NUM_LABELS,
+            use_one_hot_embeddings=params["use_tpu"]).loss
         train_op = runtime.create_train_op(
             loss, params, init_lr=5e-5, num_train_steps=1000, num_warmup_steps=100)
         spec = runtime.make_spec(mode, params, loss=loss, train_op=train_op)
