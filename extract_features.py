@@ -211,19 +211,6 @@ def read_examples(input_file):
     return examples
 
 
-def truncate_seq_pair(tokens_a, tokens_b, max_length):
-    """Truncates a sequence pair in place to `max_length` tokens, one at a time from the longer.
-
-    This makes more sense than truncating an equal share of each: a short sequence probably carries
-    information that a proportion-based cut would remove, while the long one loses little.
-    """
-    while len(tokens_a) + len(tokens_b) > max_length:
-        if len(tokens_a) > len(tokens_b):
-            tokens_a.pop()
-        else:
-            tokens_b.pop()
-
-
 def convert_example_to_features(example, seq_length, tokenizer):
     """Tokenizes one example into `[CLS] A [SEP] (B [SEP])`, truncated to `seq_length` tokens."""
     tokens_a = tokenizer.tokenize(example.text_a)
@@ -231,20 +218,7 @@ def convert_example_to_features(example, seq_length, tokenizer):
     if example.text_b:
         tokens_b = tokenizer.tokenize(example.text_b)
 
-    if tokens_b:
-        # Account for [CLS], [SEP], [SEP] with "- 3".
-        truncate_seq_pair(tokens_a, tokens_b, seq_length - 3)
-    elif len(tokens_a) > seq_length - 2:
-        # Account for [CLS] and [SEP] with "- 2".
-        tokens_a = tokens_a[0:(seq_length - 2)]
-
-    # Segment ids (input_type_ids) are 0 for `[CLS] A [SEP]` and 1 for `B [SEP]`.
-    tokens = ["[CLS]"] + tokens_a + ["[SEP]"]
-    input_type_ids = [0] * len(tokens)
-    if tokens_b:
-        tokens += tokens_b + ["[SEP]"]
-        input_type_ids += [1] * (len(tokens_b) + 1)
-
+    tokens, input_type_ids = tokenization.pack_sequence_pair(tokens_a, tokens_b, seq_length)
     input_ids = tokenizer.convert_tokens_to_ids(tokens)
     return InputFeatures(unique_id=example.unique_id, tokens=tokens, input_ids=input_ids,
                          input_mask=[1] * len(input_ids), input_type_ids=input_type_ids)

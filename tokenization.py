@@ -186,6 +186,51 @@ def whitespace_tokenize(text):
     return text.split()
 
 
+def truncate_seq_pair(tokens_a, tokens_b, max_length):
+    """Truncates a sequence pair in place to `max_length` tokens, one at a time from the longer.
+
+    This makes more sense than truncating an equal share of each: a short sequence probably carries
+    information that a proportion-based cut would remove, while the long one loses little. On a tie
+    the token comes off `tokens_b`, as in the reference.
+    """
+    while len(tokens_a) + len(tokens_b) > max_length:
+        if len(tokens_a) > len(tokens_b):
+            tokens_a.pop()
+        else:
+            tokens_b.pop()
+
+
+def pack_sequence_pair(tokens_a, tokens_b, max_seq_length):
+    """Truncates WordPiece tokens and wraps them as BERT's `[CLS] A [SEP]` or `[CLS] A [SEP] B [SEP]`.
+
+    The convention in BERT is:
+      (a) sequence pairs:   tokens   [CLS] is this jack ##son ##ville ? [SEP] no it is not . [SEP]
+                            type ids 0     0  0    0    0     0       0 0     1  1  1  1   1 1
+      (b) single sequences: tokens   [CLS] the dog is hairy . [SEP]
+                            type ids 0     0   0   0  0     0 0
+    The type ids select the learned segment embedding; the [CLS] vector is a sentence vector only
+    after fine-tuning, which is what a classifier head relies on.
+
+    Args:
+      tokens_a: list of str, the first sequence (truncated in place for a pair).
+      tokens_b: list of str or None, the second sequence (truncated in place).
+      max_seq_length: int, the length of the result including [CLS] and [SEP]s.
+
+    Returns:
+      (tokens, segment_ids): lists of equal length, at most `max_seq_length`.
+    """
+    if tokens_b:
+        truncate_seq_pair(tokens_a, tokens_b, max_seq_length - 3)  # [CLS], [SEP], [SEP]
+    elif len(tokens_a) > max_seq_length - 2:
+        tokens_a = tokens_a[:max_seq_length - 2]  # [CLS], [SEP]
+    tokens = ["[CLS]"] + tokens_a + ["[SEP]"]
+    segment_ids = [0] * len(tokens)
+    if tokens_b:
+        tokens += tokens_b + ["[SEP]"]
+        segment_ids += [1] * (len(tokens_b) + 1)
+    return tokens, segment_ids
+
+
 # --------------------------------------------------------------------------------------------------
 # Character classes, exactly as the reference defines them (tests and the tables below use them).
 
