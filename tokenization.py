@@ -2,7 +2,7 @@
 
 `FullTokenizer(vocab_file, do_lower_case).tokenize(text)` returns the same tokens as the reference
 for every input (checked token for token against a literal transcription of the reference algorithm,
-bench/reference_tokenizer.py) and runs about 10-12x faster on real text with a fresh, cold instance
+tests/reference_tokenizer.py) and runs about 10-12x faster on real text with a fresh, cold instance
 (bench/bench_tokenizer.py prints the ratio). The speed comes from observations that leave the output
 unchanged:
 

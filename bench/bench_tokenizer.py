@@ -28,7 +28,7 @@ if REPO_ROOT not in sys.path:
 
 import tokenization  # noqa: E402
 from bench import machine  # noqa: E402
-from bench import reference_tokenizer  # noqa: E402
+from tests import reference_tokenizer  # noqa: E402
 from tests import artifacts  # noqa: E402
 
 _ENWIKI = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"

@@ -1,6 +1,6 @@
 """Tests for tokenization.py: the reference's unit cases, edge cases on the real English and Chinese
 vocabularies, and token-for-token parity with a literal implementation of the reference algorithm
-(bench/reference_tokenizer.py) on real text."""
+(tests/reference_tokenizer.py) on real text."""
 
 import os
 import random
@@ -10,7 +10,7 @@ import unicodedata
 import pytest
 
 import tokenization
-from bench import reference_tokenizer
+from tests import reference_tokenizer
 
 # The vocab of the reference's test_full_tokenizer / test_wordpiece_tokenizer.
 _TOY_VOCAB = ["[UNK]", "[CLS]", "[SEP]", "want", "##want", "##ed", "wa", "un", "runn", "##ing", ","]

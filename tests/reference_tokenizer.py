@@ -7,7 +7,7 @@ deliberately slow and must stay that way: both bench/bench_tokenizer.py (speed r
 tests/test_tokenization.py (token-for-token parity) import it. Do not use it in the scripts.
 
 Usage:
-  from bench import reference_tokenizer
+  from tests import reference_tokenizer
   tokens = reference_tokenizer.FullTokenizer("vocab.txt", do_lower_case=True).tokenize(text)
 """
 
