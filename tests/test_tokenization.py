@@ -26,6 +26,10 @@ _TRICKY_CHARS = (
 )
 
 
+# Every character str.split() splits on.
+_PY_WHITESPACE = "".join(chr(cp) for cp in range(0x110000) if chr(cp).isspace())
+
+
 @pytest.fixture
 def toy_vocab_file(tmp_path):
     path = tmp_path / "vocab.txt"
@@ -294,11 +298,6 @@ def test_whitespace_tokenize():
 # The fast implementation's internals agree with the reference definitions.
 
 
-def test_python_whitespace_list_is_complete():
-    every_space = {chr(cp) for cp in range(0x110000) if chr(cp).isspace()}
-    assert set(tokenization._PY_WHITESPACE) == every_space
-
-
 def test_split_at_ascii_punctuation_equals_the_regex_split():
     # The fast path pads punctuation with str.replace and calls str.split(); it must cut exactly
     # where a regex over the same classes does (Python's str.split() and regex \s whitespace).
@@ -306,7 +305,7 @@ def test_split_at_ascii_punctuation_equals_the_regex_split():
     rng = random.Random(7)
     pool = _TRICKY_CHARS + "".join(chr(cp) for cp in range(0x2000, 0x2060)) + "abc de,f.(g)"
     texts = ["".join(rng.choice(pool) for _ in range(rng.randint(0, 60))) for _ in range(20000)]
-    texts += ["".join(chr(cp) for cp in range(128)), " ".join(tokenization._PY_WHITESPACE)]
+    texts += ["".join(chr(cp) for cp in range(128)), " ".join(_PY_WHITESPACE)]
     for text in texts:
         assert tokenization._split_at_ascii_punctuation(text) == regex.findall(text), repr(text)
 
@@ -412,3 +411,195 @@ def test_parity_on_chinese_vocab(chinese):
     ]
     for line in lines:
         assert fast.tokenize(line) == literal.tokenize(line), repr(line)
+
+
+# --------------------------------------------------------------------------------------------------
+# Chinese, Japanese, Korean and mixed text: real corpora and CJK-heavy fuzzing against the literal
+# reference. Lines with many CJK characters take the solo-run path of the fast tokenizer, others the
+# general path; both are also forced on every fuzz line (test_both_paths_agree_on_fuzz_lines).
+
+
+def _block(first, last, step=1):
+    return [chr(cp) for cp in range(first, last + 1, step)]
+
+
+# Ideographs of every range the reference pads (with both ends of each), compatibility ideographs
+# (NFD maps most to unified ones), ideographs just outside those ranges (Extension F and G, CJK
+# radicals, strokes: not padded), and the rest of what Chinese, Japanese and Korean text holds.
+_CJK_POOLS = {
+    "unified": _block(0x4E00, 0x9FFF, 37) + ["\u4e00", "\u9fff", "\u4e2d", "\u6587", "\u7684"],
+    "ext_a": _block(0x3400, 0x4DBF, 53) + ["\u3400", "\u4dbf"],
+    "astral": (_block(0x20000, 0x2A6DF, 997) + _block(0x2A700, 0x2B73F, 211)
+               + _block(0x2B740, 0x2B81F, 23) + _block(0x2B820, 0x2CEAF, 101)
+               + _block(0x2F800, 0x2FA1F, 13)
+               + ["\U00020000", "\U0002a6df", "\U0002a700", "\U0002b73f", "\U0002b740",
+                  "\U0002b81f", "\U0002b820", "\U0002ceaf", "\U0002f800", "\U0002fa1f"]),
+    "compatibility": _block(0xF900, 0xFAFF, 3) + ["\uf900", "\ufa0e", "\ufa11", "\ufaff"],
+    "not_padded": (_block(0x2CEB0, 0x2EBEF, 401) + ["\U00030000", "\U0002ceb0"]
+                   + _block(0x2E80, 0x2EF3, 7) + _block(0x2F00, 0x2FD5, 11)
+                   + _block(0x2FF0, 0x2FFB) + _block(0x31C0, 0x31E3, 3) + _block(0x3190, 0x319F)
+                   + _block(0x3200, 0x33FF, 9)),
+    "cjk_punctuation": _block(0x3000, 0x303F),
+    "full_width": _block(0xFF01, 0xFF65) + _block(0xFE30, 0xFE6B) + _block(0xFE10, 0xFE19),
+    "kana": (_block(0x3041, 0x30FF) + _block(0xFF66, 0xFF9F) + ["\u304c", "\u30d1", "\u3099",
+                                                                 "\u309a", "\u309b"]),
+    "hangul": (_block(0xAC00, 0xD7A3, 157) + _block(0x1100, 0x11FF, 5) + _block(0x3131, 0x318E, 3)
+               + ["\ud55c", "\uad6d\uc5b4"]),
+    "bopomofo": _block(0x3105, 0x312F) + _block(0x31A0, 0x31BF),
+    "emoji": ["\U0001f600", "\U0001f44d\U0001f3fb", "\u2764\ufe0f", "\U0001f468\u200d\U0001f469",
+              "\U0001f1e8\U0001f1f3", "\u263a", "\u2605", "\U0001f4a9", "\u00a9", "\u2122"],
+    "marks": (_block(0x0300, 0x036F, 5) + _block(0x20D0, 0x20F0, 4)
+              + ["\u302a", "\u302b", "\u302e", "\u302f", "\u0345", "\u1d165", "\U0001d165",
+                 "\U0001d16d", "\u1734", "\u0f39"]),
+    "latin": list("abcXYZ019 ,.!?$()[]'\"-") + ["caf\u00e9", "\u00c9", "\u0130", "\u03a3", "\u03c3",
+                                              "\u039f\u0394\u039f\u03a3", "Stra\u00dfe", "iPhone",
+                                              "BERT", "USB3.0", "e\u0301", "\u1e9e", "\ufb01"],
+    "separators": [" ", "  ", "\t", "\n", "\r", "\u3000", "\u00a0", "\u2028", "\u2029", "\u202f",
+                   "\x0b", "\x0c", "\x1c", "\x85"],
+    "deleted": ["\x00", "\x01", "\x7f", "\ufffd", "\u200b", "\u200d", "\ufeff", "\u00ad", "\u202e",
+                "\U000e0001"],
+}
+_CJK_POOL_WEIGHTS = {"unified": 30, "ext_a": 3, "astral": 3, "compatibility": 3, "not_padded": 3,
+                     "cjk_punctuation": 8, "full_width": 8, "kana": 6, "hangul": 4, "bopomofo": 1,
+                     "emoji": 2, "marks": 3, "latin": 14, "separators": 6, "deleted": 2}
+
+
+def _cjk_fuzz_lines(seed, count, max_atoms=60):
+    """Random lines of CJK-heavy text; each line leans towards a few pools, as real text does.
+
+    A quarter of the lines lean towards Latin text with a few CJK characters, which the fast
+    tokenizer sends down its general path; the others mostly down its solo-run path.
+    """
+    rng = random.Random(seed)
+    names = list(_CJK_POOLS)
+    lines = []
+    for index in range(count):
+        # A per-line mix: some lines almost all ideographs, some mostly Latin or kana.
+        weights = [_CJK_POOL_WEIGHTS[name] * rng.choice((0, 0.2, 1, 1, 3)) for name in names]
+        if index % 4 == 0:
+            weights = [w * (20 if name in ("latin", "separators") else 1)
+                       for name, w in zip(names, weights)]
+        if not any(weights):
+            weights = [_CJK_POOL_WEIGHTS[name] for name in names]
+        pools = rng.choices(names, weights, k=rng.randint(0, max_atoms))
+        lines.append("".join(rng.choice(_CJK_POOLS[name]) for name in pools))
+    return lines
+
+
+@pytest.fixture(scope="module")
+def chinese_lines(chinese_corpus):
+    """1,500 news lines, 1,500 review lines and 1,000 lines that mix in Latin words."""
+    with open(os.path.join(chinese_corpus, "news.txt"), encoding="utf-8") as f:
+        news = f.read().splitlines()
+    with open(os.path.join(chinese_corpus, "reviews.txt"), encoding="utf-8") as f:
+        reviews = f.read().splitlines()
+    mixed = [line for line in reviews[1500:] + news[1500:]
+             if re.search("[\u4e00-\u9fff]", line) and re.search("[A-Za-z]{2,}", line)]
+    return news[:1500] + reviews[:1500] + mixed[:1000]
+
+
+@pytest.mark.parametrize("do_lower_case", [True, False])
+def test_parity_on_real_chinese_text(chinese_vocab, chinese_lines, do_lower_case):
+    fast = tokenization.FullTokenizer(chinese_vocab, do_lower_case=do_lower_case)
+    literal = reference_tokenizer.FullTokenizer(chinese_vocab, do_lower_case=do_lower_case)
+    basic = tokenization.BasicTokenizer(do_lower_case=do_lower_case)
+    assert len(chinese_lines) == 4000
+    for number, line in enumerate(chinese_lines):
+        assert fast.tokenize(line) == literal.tokenize(line), f"line {number}: {line[:80]!r}"
+    for line in chinese_lines[::5]:
+        assert basic.tokenize(line) == literal.basic_tokenizer.tokenize(line)
+    # A second pass answers from the caches: still identical.
+    for line in chinese_lines[:300]:
+        assert fast.tokenize(line) == literal.tokenize(line)
+
+
+_FUZZ_LINES = 3000
+
+
+@pytest.mark.parametrize("do_lower_case", [True, False])
+def test_cjk_fuzz_parity(chinese_vocab, english_vocab, do_lower_case):
+    lines = _cjk_fuzz_lines(seed=11 + do_lower_case, count=_FUZZ_LINES)
+    for vocab_file in (chinese_vocab, english_vocab):
+        fast = tokenization.FullTokenizer(vocab_file, do_lower_case=do_lower_case)
+        literal = reference_tokenizer.FullTokenizer(vocab_file, do_lower_case=do_lower_case)
+        basic = tokenization.BasicTokenizer(do_lower_case=do_lower_case)
+        for line in lines:
+            expected = literal.tokenize(line)
+            assert fast.tokenize(line) == expected, repr(line)
+            assert basic.tokenize(line) == literal.basic_tokenizer.tokenize(line), repr(line)
+    # Every pool was drawn from, and both paths were taken.
+    text = "".join(lines)
+    assert all(any(atom in text for atom in pool) for pool in _CJK_POOLS.values())
+    non_ascii = [line for line in lines if not line.isascii()]
+    solo_heavy = sum(2 * len(line.encode("utf-8", "surrogatepass")) >= 3 * len(line)
+                     for line in non_ascii)
+    assert solo_heavy > 0.5 * _FUZZ_LINES and len(non_ascii) - solo_heavy > 0.05 * _FUZZ_LINES
+
+
+def _forced_paths(tokenizer, text):
+    """The fast tokenizer's two non-ASCII paths on `text`, whichever its heuristic would choose."""
+    pieces = tokenizer._pieces
+    if pieces.do_lower_case:
+        text = tokenization._lower_like_reference(text)
+    solo = tokenization._tokenize_solo_runs(text, pieces.solo.__getitem__, pieces.parts)
+    general = tokenization._concat(map(
+        pieces.__getitem__,
+        tokenization._split_at_ascii_punctuation(tokenization._cleaned(text))))
+    return solo, general
+
+
+@pytest.mark.parametrize("do_lower_case", [True, False])
+def test_both_paths_agree_on_fuzz_lines(chinese_vocab, do_lower_case):
+    fast = tokenization.FullTokenizer(chinese_vocab, do_lower_case=do_lower_case)
+    literal = reference_tokenizer.FullTokenizer(chinese_vocab, do_lower_case=do_lower_case)
+    fast.tokenize("x")  # Brings the caches up to date with the settings.
+    for line in _cjk_fuzz_lines(seed=5, count=1000) + _synthetic_lines(seed=6, count=300):
+        if line.isascii():
+            continue
+        expected = literal.tokenize(line)
+        solo, general = _forced_paths(fast, line)
+        assert solo == expected, repr(line)
+        assert general == expected, repr(line)
+
+
+def test_cjk_edge_cases(chinese):
+    fast, literal = chinese
+    cases = [
+        "\u03a3\x00\u4e2d\u03a3\u0391 \u0391\u03a3\x01\u0392\u4e2d\u6587",  # sigma beside deletions
+        "\u0391\u03a3\ufffd\u0392\u4e2d\u6587\u4e2d\u6587",
+        "\uf900\uf901\ufa0e\U0002f800\u8c48",       # compatibility ideographs: NFD if lower
+        "\u4e2d\u0301\u6587\u0308\uff0c\u0301",      # combining marks after solo characters
+        "\u4e2d\u302e\u302a\u302f\u6587",            # tone marks of non-zero class, Mc and Mn
+        "\u304c\u30d1\u3099\u4e2d\uff8a\uff9f",      # kana NFD decomposes, half-width sound mark
+        "\u4e2d\U0002ceb0\U00030000\u2f00\u2e80\u6587",  # ideographs the reference does not pad
+        "\u4e2d\u3000\u6587\u00a0\u4e2d\u2028\u6587\x0b\u4e2d\x85\u6587",  # separators, deletions
+        "\U0001f468\u200d\U0001f469\u4e2d\u2764\ufe0f\u6587\U0001f44d\U0001f3fb",
+        "\u4e2d\u6587" * 200 + "x" * 201,            # long solo run, over-long word
+        "\uff11\uff19\uff19\uff18\u5e74\uff11\uff12\u6708\uff08\u65b0\u534e\u793e\uff09",
+    ]
+    for text in cases:
+        assert fast.tokenize(text) == literal.tokenize(text), repr(text)
+        for path in _forced_paths(fast, text):
+            assert path == literal.tokenize(text), repr(text)
+    assert fast.tokenize("\uf900") == literal.tokenize("\uf900") == ["\u8c48"]
+
+
+def test_solo_characters_are_tokens_of_their_own():
+    # Every character the solo-run regex accepts, between letters, splits off alone in the
+    # reference, lower-cased (to one NFD character) and cased; checked in batches of 2,000.
+    solo_chars = [chr(cp) for first, last in tokenization._CJK_RANGES + ((0x3000, 0x303F),
+                                                                        (0xFE30, 0xFE6B),
+                                                                        (0xFF01, 0xFF65))
+                  for cp in range(first, last + 1)
+                  if tokenization._SOLO_RUN_RE.fullmatch(chr(cp))]
+    assert len(solo_chars) > 81000
+    sample = solo_chars[::23] + [c for c in solo_chars if not "\u4e00" <= c <= "\u9fff"][::3]
+    for do_lower_case in (True, False):
+        basic = reference_tokenizer.BasicTokenizer(do_lower_case=do_lower_case)
+        for start in range(0, len(sample), 2000):
+            chars = sample[start:start + 2000]
+            tokens = basic.tokenize(" ".join("a" + c + "b" for c in chars))
+            expected = []
+            for c in chars:
+                expected += ["a", unicodedata.normalize("NFD", c) if do_lower_case else c, "b"]
+            assert tokens == expected
