@@ -1,10 +1,11 @@
 # coding=utf-8
 """The BERT model: configuration, the Transformer encoder and its building blocks.
 
-Graph-mode (`tf.compat.v1`) code whose variables carry exactly the names and shapes of the released BERT
-checkpoints (`bert/embeddings/word_embeddings`, `bert/encoder/layer_0/attention/self/query/kernel`, ...), so
-every released model (Base/Large, cased/uncased, WWM, multilingual, Chinese, the 24 small BERTs) loads
-unchanged and checkpoints written here load in google-research/bert.
+Graph-mode (`tf.compat.v1`) code whose variables carry exactly the names and shapes of the released
+BERT checkpoints (`bert/embeddings/word_embeddings`,
+`bert/encoder/layer_0/attention/self/query/kernel`, ...), so every released model (Base/Large,
+cased/uncased, WWM, multilingual, Chinese, the 24 small BERTs) loads unchanged and checkpoints
+written here load in google-research/bert.
 
 What is not here: the pretraining heads (`cls/predictions`, `cls/seq_relationship`) live in
 run_pretraining.py, the classifier head in run_classifier.py, and the optimizer in optimization.py.
@@ -12,7 +13,8 @@ run_pretraining.py, the classifier head in run_classifier.py, and the optimizer 
 Typical use inside a model_fn or a `tf.Graph().as_default()` block:
 
     config = BertConfig.from_json_file("bert_config.json")
-    model = BertModel(config, is_training=False, input_ids=ids, input_mask=mask, token_type_ids=types)
+    model = BertModel(config, is_training=False, input_ids=ids, input_mask=mask,
+                      token_type_ids=types)
     pooled = model.get_pooled_output()  # [batch_size, hidden_size]
 """
 
@@ -27,9 +29,9 @@ import tensorflow as tf
 
 tf1 = tf.compat.v1
 
-# Values accepted for `hidden_act`. "gelu" is the tanh approximation the reference has used since Feb 2019;
-# "gelu_new" is the name other libraries give the same function; "gelu_exact" is the erf form that the
-# 2018 checkpoints and most Hugging Face BERT models were trained with.
+# Values accepted for `hidden_act`. "gelu" is the tanh approximation the reference has used since
+# Feb 2019; "gelu_new" is the name other libraries give the same function; "gelu_exact" is the erf
+# form that the 2018 checkpoints and most Hugging Face BERT models were trained with.
 SUPPORTED_ACTIVATIONS = ("gelu", "gelu_new", "gelu_exact", "relu", "tanh", "linear")
 
 
@@ -51,17 +53,20 @@ class BertConfig(object):
         """Constructs BertConfig.
 
         Args:
-          vocab_size: Vocabulary size of `input_ids`; must equal the number of lines of the vocab file.
+          vocab_size: Vocabulary size of `input_ids`; must equal the number of lines of the vocab
+            file.
           hidden_size: Width of the encoder layers and the pooler.
           num_hidden_layers: Number of Transformer blocks.
           num_attention_heads: Attention heads per block; must divide `hidden_size`.
           intermediate_size: Width of the feed-forward ("intermediate") layer.
-          hidden_act: Activation of the feed-forward layer, one of `SUPPORTED_ACTIVATIONS` or a callable.
-          hidden_dropout_prob: Dropout probability of the embeddings, attention output and FFN output.
+          hidden_act: Activation of the feed-forward layer, one of `SUPPORTED_ACTIVATIONS` or a
+            callable.
+          hidden_dropout_prob: Dropout probability of the embeddings, attention output and FFN
+            output.
           attention_probs_dropout_prob: Dropout probability of the attention probabilities.
           max_position_embeddings: Rows of the position table, the longest usable sequence.
-          type_vocab_size: Rows of the token-type table. The default 16 is the reference's; every released
-            checkpoint uses 2 and says so in its bert_config.json.
+          type_vocab_size: Rows of the token-type table. The default 16 is the reference's; every
+            released checkpoint uses 2 and says so in its bert_config.json.
           initializer_range: Stddev of the truncated-normal initializers.
         """
         self.vocab_size = vocab_size
@@ -80,8 +85,8 @@ class BertConfig(object):
     def from_dict(cls, json_object):
         """Constructs a `BertConfig` from a dict, keeping keys it does not know.
 
-        The Chinese and multilingual configs carry `directionality` and `pooler_*` keys that the model does
-        not use; they are kept so `to_json_string` writes them back.
+        The Chinese and multilingual configs carry `directionality` and `pooler_*` keys that the
+        model does not use; they are kept so `to_json_string` writes them back.
         """
         config = BertConfig(vocab_size=None)
         for (key, value) in json_object.items():
@@ -104,8 +109,8 @@ class BertConfig(object):
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ValueError("bert_config_file %s is not valid JSON (%s): pass the bert_config.json "
-                             "that came with the checkpoint" % (json_file, e))
+            raise ValueError("bert_config_file %s is not valid JSON (%s): pass the "
+                             "bert_config.json that came with the checkpoint" % (json_file, e))
         if not isinstance(obj, dict):
             raise ValueError("bert_config_file %s must hold a JSON object" % json_file)
         return cls.from_dict(obj)
@@ -156,11 +161,12 @@ class BertModel(object):
           config: `BertConfig` instance.
           is_training: bool. True for training, False for eval/inference; it alone controls dropout.
           input_ids: int32 Tensor of shape [batch_size, seq_length]. Both dims may be dynamic.
-          input_mask: (optional) int32 Tensor of shape [batch_size, seq_length], 1 for real tokens and 0
-            for padding. None means all ones.
-          token_type_ids: (optional) int32 Tensor of shape [batch_size, seq_length]. None means all zeros.
-          use_one_hot_embeddings: (optional) bool. Use a one-hot matmul for the word embeddings (faster on
-            TPU) instead of a gather (faster on CPU/GPU).
+          input_mask: (optional) int32 Tensor of shape [batch_size, seq_length], 1 for real tokens
+            and 0 for padding. None means all ones.
+          token_type_ids: (optional) int32 Tensor of shape [batch_size, seq_length]. None means all
+            zeros.
+          use_one_hot_embeddings: (optional) bool. Use a one-hot matmul for the word embeddings
+            (faster on TPU) instead of a gather (faster on CPU/GPU).
           scope: (optional) variable scope. Defaults to "bert".
 
         Raises:
@@ -214,7 +220,8 @@ class BertModel(object):
                 attention_mask = create_attention_mask_from_input_mask(input_ids, input_mask)
 
                 # Run the stacked transformer.
-                # `all_encoder_layers`: a list of [batch_size, seq_length, hidden_size], one per layer.
+                # `all_encoder_layers`: a list of [batch_size, seq_length, hidden_size], one per
+                # layer.
                 self.all_encoder_layers = transformer_model(
                     input_tensor=self.embedding_output,
                     attention_mask=attention_mask,
@@ -229,13 +236,13 @@ class BertModel(object):
                     do_return_all_layers=True)
 
             self.sequence_output = self.all_encoder_layers[-1]
-            # The "pooler" converts the encoded sequence tensor of shape
-            # [batch_size, seq_length, hidden_size] to a tensor of shape [batch_size, hidden_size]. This
-            # is necessary for segment-level (or segment-pair-level) classification tasks where we need
-            # a fixed dimensional representation of the segment.
+            # The "pooler" converts the encoded sequence tensor of shape [batch_size, seq_length,
+            # hidden_size] to a tensor of shape [batch_size, hidden_size]. This is necessary for
+            # segment-level (or segment-pair-level) classification tasks where we need a fixed
+            # dimensional representation of the segment.
             with tf1.variable_scope("pooler"):
-                # We "pool" the model by simply taking the hidden state corresponding to the first token.
-                # We assume that this has been pre-trained.
+                # We "pool" the model by simply taking the hidden state corresponding to the first
+                # token. We assume that this has been pre-trained.
                 first_token_tensor = self.sequence_output[:, 0, :]
                 self.pooled_output = dense(
                     first_token_tensor,
@@ -251,8 +258,8 @@ class BertModel(object):
         """Gets final hidden layer of encoder.
 
         Returns:
-          float Tensor of shape [batch_size, seq_length, hidden_size] corresponding to the final hidden
-          of the transformer encoder.
+          float Tensor of shape [batch_size, seq_length, hidden_size] corresponding to the final
+          hidden of the transformer encoder.
         """
         return self.sequence_output
 
@@ -273,7 +280,8 @@ class BertModel(object):
         return self.embedding_output
 
     def get_embedding_table(self):
-        """The word embedding table, float Tensor of shape [vocab_size, hidden_size] (tied MLM output)."""
+        """The word embedding table, float Tensor of shape [vocab_size, hidden_size] (tied MLM
+        output)."""
         return self.embedding_table
 
 
@@ -284,8 +292,8 @@ def validate_config(config):
       ValueError: naming the field that is wrong and what would be right.
     """
     if not isinstance(config.vocab_size, int) or config.vocab_size <= 0:
-        raise ValueError("bert_config.json: vocab_size must be a positive integer (the number of lines "
-                         "of vocab.txt), got %r" % (config.vocab_size,))
+        raise ValueError("bert_config.json: vocab_size must be a positive integer (the number of "
+                         "lines of vocab.txt), got %r" % (config.vocab_size,))
     if config.hidden_size % config.num_attention_heads != 0:
         raise ValueError(
             "bert_config.json: hidden_size (%d) is not a multiple of num_attention_heads (%d)"
@@ -306,8 +314,8 @@ def check_max_seq_length(config, max_seq_length):
     if max_seq_length > limit:
         raise ValueError(
             "Cannot use sequence length %d because the BERT model was only trained up to sequence "
-            "length %d; pass --max_seq_length=%d or less (%d is longer than max_position_embeddings "
-            "= %d in bert_config.json, so --max_seq_length <= %d)"
+            "length %d; pass --max_seq_length=%d or less (%d is longer than "
+            "max_position_embeddings = %d in bert_config.json, so --max_seq_length <= %d)"
             % (max_seq_length, limit, limit, max_seq_length, limit, limit))
 
 
@@ -371,27 +379,29 @@ def get_activation(activation_string):
     elif act == "tanh":
         return tf.tanh
     else:
-        raise ValueError("Unsupported activation: %s (bert_config.json hidden_act must be one of %s)"
-                         % (act, ", ".join(SUPPORTED_ACTIVATIONS)))
+        raise ValueError("Unsupported activation: %s (bert_config.json hidden_act must be one of "
+                         "%s)" % (act, ", ".join(SUPPORTED_ACTIVATIONS)))
 
 
 def get_assignment_map_from_checkpoint(tvars, init_checkpoint):
     """Computes the union of the current variables and checkpoint variables.
 
-    Unlike the reference, a variable present in both with different shapes is an error: loading it would
-    fail deep inside TensorFlow or, for an embedding table larger than the checkpoint's, give NaNs.
+    Unlike the reference, a variable present in both with different shapes is an error: loading it
+    would fail deep inside TensorFlow or, for an embedding table larger than the checkpoint's, give
+    NaNs.
 
     Args:
       tvars: list of `tf.Variable`s of the current graph.
       init_checkpoint: path of the checkpoint (prefix, e.g. `.../bert_model.ckpt`).
 
     Returns:
-      `(assignment_map, initialized_variable_names)`: an OrderedDict mapping checkpoint names to the same
-      graph names, and a dict holding both `name` and `name:0` for every variable that will be loaded.
+      `(assignment_map, initialized_variable_names)`: an OrderedDict mapping checkpoint names to the
+      same graph names, and a dict holding both `name` and `name:0` for every variable that will be
+      loaded.
 
     Raises:
-      ValueError: the checkpoint cannot be read, or a variable's shape differs between checkpoint and
-        graph (the message names the variable and both shapes).
+      ValueError: the checkpoint cannot be read, or a variable's shape differs between checkpoint
+        and graph (the message names the variable and both shapes).
     """
     initialized_variable_names = {}
 
@@ -413,8 +423,8 @@ def get_assignment_map_from_checkpoint(tvars, init_checkpoint):
         if list(shape) != graph_shape:
             raise ValueError(
                 "checkpoint %s: variable %s has shape %s but the model built from bert_config.json "
-                "expects %s; the config does not match the checkpoint (check vocab_size, hidden_size, "
-                "max_position_embeddings and type_vocab_size in --bert_config_file)"
+                "expects %s; the config does not match the checkpoint (check vocab_size, "
+                "hidden_size, max_position_embeddings and type_vocab_size in --bert_config_file)"
                 % (init_checkpoint, name, list(shape), graph_shape))
         assignment_map[name] = name
         initialized_variable_names[name] = 1
@@ -427,7 +437,8 @@ def list_checkpoint_variables(init_checkpoint):
     """`tf.train.list_variables` with an error that says what to pass instead.
 
     Args:
-      init_checkpoint: checkpoint prefix (`.../bert_model.ckpt`) or a directory holding a checkpoint.
+      init_checkpoint: checkpoint prefix (`.../bert_model.ckpt`) or a directory holding a
+        checkpoint.
 
     Returns:
       A list of `(name, shape)` pairs.
@@ -464,9 +475,10 @@ def dropout(input_tensor, dropout_prob):
 def layer_norm(input_tensor, name=None):
     """Runs layer normalization on the last dimension of the tensor.
 
-    Written by hand because `tf.contrib.layers.layer_norm` is gone: the variables are `LayerNorm/beta`
-    (zeros) and `LayerNorm/gamma` (ones) under the caller's scope and epsilon is 1e-12, as in the
-    released checkpoints. Keras' LayerNormalization has other names and epsilon 1e-3.
+    Written by hand because `tf.contrib.layers.layer_norm` is gone: the variables are
+    `LayerNorm/beta` (zeros) and `LayerNorm/gamma` (ones) under the caller's scope and epsilon is
+    1e-12, as in the released checkpoints. Keras' LayerNormalization has other names and epsilon
+    1e-3.
 
     Args:
       input_tensor: float Tensor of shape [..., width].
@@ -499,8 +511,9 @@ def create_initializer(initializer_range=0.02):
 def dense(input_tensor, units, activation=None, kernel_initializer=None, name="dense"):
     """A fully connected layer with the variable names of `tf.layers.dense`.
 
-    Written by hand (instead of the Keras-backed `tf.compat.v1.layers.dense`) so the variables are plain
-    `<scope>/<name>/kernel` [in, out] and `<scope>/<name>/bias` [out], exactly as in the checkpoints.
+    Written by hand (instead of the Keras-backed `tf.compat.v1.layers.dense`) so the variables are
+    plain `<scope>/<name>/kernel` [in, out] and `<scope>/<name>/bias` [out], exactly as in the
+    checkpoints.
 
     Args:
       input_tensor: float Tensor of shape [..., in_units].
@@ -544,8 +557,8 @@ def embedding_lookup(input_ids,
         `tf.gather()`.
 
     Returns:
-      `(output, embedding_table)`: float Tensor of shape [batch_size, seq_length, embedding_size] and the
-      table, float Tensor of shape [vocab_size, embedding_size].
+      `(output, embedding_table)`: float Tensor of shape [batch_size, seq_length, embedding_size]
+      and the table, float Tensor of shape [vocab_size, embedding_size].
     """
     # This function assumes that the input is of shape [batch_size, seq_length, num_inputs].
     #
@@ -587,12 +600,13 @@ def embedding_postprocessor(input_tensor,
     Args:
       input_tensor: float Tensor of shape [batch_size, seq_length, embedding_size].
       use_token_type: bool. Whether to add embeddings for `token_type_ids`.
-      token_type_ids: (optional) int32 Tensor of shape [batch_size, seq_length]. Must be specified if
-        `use_token_type` is True.
+      token_type_ids: (optional) int32 Tensor of shape [batch_size, seq_length]. Must be specified
+        if `use_token_type` is True.
       token_type_vocab_size: int. The vocabulary size of `token_type_ids`.
-      token_type_embedding_name: string. The name of the embedding table variable for token type ids.
-      use_position_embeddings: bool. Whether to add position embeddings for the position of each token
-        in the sequence.
+      token_type_embedding_name: string. The name of the embedding table variable for token type
+        ids.
+      use_position_embeddings: bool. Whether to add position embeddings for the position of each
+        token in the sequence.
       position_embedding_name: string. The name of the embedding table variable for positional
         embeddings.
       initializer_range: float. Range of the weight initialization.
@@ -620,8 +634,8 @@ def embedding_postprocessor(input_tensor,
             name=token_type_embedding_name,
             shape=[token_type_vocab_size, width],
             initializer=create_initializer(initializer_range))
-        # This vocab will be small so we always do one-hot here, since it is always faster for a small
-        # vocabulary.
+        # This vocab will be small so we always do one-hot here, since it is always faster for a
+        # small vocabulary.
         flat_token_type_ids = tf.reshape(token_type_ids, [-1])
         one_hot_ids = tf.one_hot(flat_token_type_ids, depth=token_type_vocab_size)
         token_type_embeddings = tf.matmul(one_hot_ids, token_type_table)
@@ -709,7 +723,8 @@ def attention_layer(from_tensor,
 
     This is an implementation of multi-headed attention based on "Attention is all you Need". If
     `from_tensor` and `to_tensor` are the same, then this is self-attention. Each timestep in
-    `from_tensor` attends to the corresponding sequence in `to_tensor`, and returns a fixed-width vector.
+    `from_tensor` attends to the corresponding sequence in `to_tensor`, and returns a fixed-width
+    vector.
 
     The heads are computed as one dense layer per query/key/value of width N*H followed by reshapes,
     which is the same as N separate projections but far faster.
@@ -740,8 +755,8 @@ def attention_layer(from_tensor,
       do_return_2d_tensor: bool. If True, the output will be of shape [batch_size * from_seq_length,
         num_attention_heads * size_per_head]. If False, the output will be of shape [batch_size,
         from_seq_length, num_attention_heads * size_per_head].
-      batch_size: (Optional) int or scalar Tensor. If the input is 2D, this might be the batch size of
-        the 3D version of the `from_tensor` and `to_tensor`.
+      batch_size: (Optional) int or scalar Tensor. If the input is 2D, this might be the batch size
+        of the 3D version of the `from_tensor` and `to_tensor`.
       from_seq_length: (Optional) If the input is 2D, the sequence length of the 3D `from_tensor`.
       to_seq_length: (Optional) If the input is 2D, the sequence length of the 3D `to_tensor`.
 
@@ -754,7 +769,8 @@ def attention_layer(from_tensor,
     """
 
     def transpose_for_scores(input_tensor, batch_size, num_attention_heads, seq_length, width):
-        output_tensor = tf.reshape(input_tensor, [batch_size, seq_length, num_attention_heads, width])
+        output_tensor = tf.reshape(input_tensor,
+                                   [batch_size, seq_length, num_attention_heads, width])
         # [B, S, N, H] -> [B, N, S, H]
         output_tensor = tf.transpose(output_tensor, [0, 2, 1, 3])
         return output_tensor
@@ -806,13 +822,13 @@ def attention_layer(from_tensor,
         attention_mask = tf.expand_dims(attention_mask, axis=[1])
 
         # Since attention_mask is 1.0 for positions we want to attend and 0.0 for masked positions,
-        # this operation will create a tensor which is 0.0 for positions we want to attend and -10000.0
-        # for masked positions. -10000 rather than -inf keeps a fully masked row finite; the checkpoints
-        # were trained with it.
+        # this operation will create a tensor which is 0.0 for positions we want to attend and
+        # -10000.0 for masked positions. -10000 rather than -inf keeps a fully masked row finite;
+        # the checkpoints were trained with it.
         adder = (1.0 - tf.cast(attention_mask, attention_scores.dtype)) * -10000.0
 
-        # Since we are adding it to the raw scores before the softmax, this is effectively the same as
-        # removing these entirely.
+        # Since we are adding it to the raw scores before the softmax, this is effectively the same
+        # as removing these entirely.
         attention_scores += adder
 
     # Normalize the attention scores to probabilities.
@@ -867,14 +883,14 @@ def transformer_model(input_tensor,
 
     Args:
       input_tensor: float Tensor of shape [batch_size, seq_length, hidden_size].
-      attention_mask: (optional) int32 Tensor of shape [batch_size, seq_length, seq_length], with 1 for
-        positions that can be attended to and 0 in positions that should not be.
+      attention_mask: (optional) int32 Tensor of shape [batch_size, seq_length, seq_length], with 1
+        for positions that can be attended to and 0 in positions that should not be.
       hidden_size: int. Hidden size of the Transformer.
       num_hidden_layers: int. Number of layers (blocks) in the Transformer.
       num_attention_heads: int. Number of attention heads in the Transformer.
       intermediate_size: int. The size of the "intermediate" (a.k.a., feed forward) layer.
-      intermediate_act_fn: function. The non-linear activation function to apply to the output of the
-        intermediate/feed-forward layer.
+      intermediate_act_fn: function. The non-linear activation function to apply to the output of
+        the intermediate/feed-forward layer.
       hidden_dropout_prob: float. Dropout probability for the hidden layers.
       attention_probs_dropout_prob: float. Dropout probability of the attention probabilities.
       initializer_range: float. Range of the initializer (stddev of truncated normal).
@@ -904,9 +920,9 @@ def transformer_model(input_tensor,
         raise ValueError("The width of the input tensor (%d) != hidden size (%d)"
                          % (input_width, hidden_size))
 
-    # We keep the representation as a 2D tensor to avoid re-shaping it back and forth from a 3D tensor
-    # to a 2D tensor. Re-shapes are normally free on the GPU/CPU but may not be free on the TPU, so we
-    # want to minimize them to help the optimizer.
+    # We keep the representation as a 2D tensor to avoid re-shaping it back and forth from a 3D
+    # tensor to a 2D tensor. Re-shapes are normally free on the GPU/CPU but may not be free on the
+    # TPU, so we want to minimize them to help the optimizer.
     prev_output = reshape_to_matrix(input_tensor)  # [B*S, hidden_size]
 
     all_layer_outputs = []
@@ -1001,7 +1017,8 @@ def reshape_to_matrix(input_tensor):
     """Reshapes a >= rank 2 tensor to a rank 2 tensor (i.e., a matrix) [-1, width]."""
     ndims = input_tensor.shape.ndims
     if ndims < 2:
-        raise ValueError("Input tensor must have at least rank 2. Shape = %s" % (input_tensor.shape))
+        raise ValueError("Input tensor must have at least rank 2. Shape = %s"
+                         % (input_tensor.shape))
     if ndims == 2:
         return input_tensor
 
@@ -1048,9 +1065,9 @@ def assert_rank(tensor, expected_rank, name=None):
     if actual_rank not in expected_rank_dict:
         scope_name = tf1.get_variable_scope().name
         raise ValueError(
-            "For the tensor `%s` in scope `%s`, the actual rank `%d` (shape = %s) is not equal to the "
-            "expected rank `%s`" % (name, scope_name, actual_rank, str(tensor.shape),
-                                   str(expected_rank)))
+            "For the tensor `%s` in scope `%s`, the actual rank `%d` (shape = %s) is not equal "
+            "to the expected rank `%s`" % (name, scope_name, actual_rank, str(tensor.shape),
+                                           str(expected_rank)))
 
 
 def checkpoint_variable_names(config, with_pretraining_heads=True):

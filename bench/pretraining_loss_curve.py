@@ -7,8 +7,9 @@ Pipeline (every step is the command-line script a user would run):
   2. create_pretraining_data.py with the released uncased English vocab (30,522 WordPieces):
      sequence length 128, 20 predictions, dupe_factor 5 for training (1 for the held-out set).
   3. run_pretraining.py from scratch: 2 layers, hidden 128, 2 heads, intermediate 512, batch 32,
-     learning rate 1e-3 (30 warmup steps), evaluated on the held-out TFRecords (3 batches of 32, about
-     all of its ~100 instances) after every checkpoint (every 50 steps) with early stopping on masked_lm_loss (patience 150 steps).
+     learning rate 1e-3 (30 warmup steps), evaluated on the held-out TFRecords (3 batches of 32,
+     about all of its ~100 instances) after every checkpoint (every 50 steps) with early stopping
+     on masked_lm_loss (patience 150 steps).
 
 Prints the held-out masked-LM loss / accuracy and next-sentence accuracy at each evaluation, the
 training loss (from the Estimator's summaries), wall times and the machine.

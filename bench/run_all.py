@@ -1,9 +1,9 @@
 """Runs every benchmark in bench/ and collects their tables into one report (`make bench`).
 
-Each bench script measures our code and its baseline in the same run and prints ratios, because these
-machines are noisy and absolute times drift. This runner only starts them one after the other (so they
-don't compete for the cores), echoes what they print, and writes everything, with the machine it ran on,
-to bench/results/latest.md.
+Each bench script measures our code and its baseline in the same run and prints ratios, because
+these machines are noisy and absolute times drift. This runner only starts them one after the other
+(so they don't compete for the cores), echoes what they print, and writes everything, with the
+machine it ran on, to bench/results/latest.md.
 
     python bench/run_all.py            # the default sizes (about 15 minutes on 2 cores)
     python bench/run_all.py --quick    # smaller inputs, for a smoke run
@@ -28,8 +28,10 @@ from bench.machine import machine_description  # noqa: E402
 BENCHES = [
     ("tokenizer", "bench_tokenizer.py", "FullTokenizer vs a literal reference tokenizer, MB/s"),
     ("pretraining_data", "bench_pretraining_data.py",
-     "create_pretraining_data.py default and --num_workers 2 vs the reference algorithm: MB/s, peak RSS"),
-    ("training", "bench_training.py", "training examples/s: our Estimator path vs the reference setup"),
+     "create_pretraining_data.py default and --num_workers 2 vs the reference algorithm: "
+     "MB/s, peak RSS"),
+    ("training", "bench_training.py",
+     "training examples/s: our Estimator path vs the reference setup"),
     ("inference", "bench_inference.py",
      "sentences/s: bucketed vs padded, encoder vs estimator.predict, BERT-Base FLOP efficiency"),
     ("export", "bench_export.py", "latency and size of each export format vs the checkpoint"),

@@ -1,4 +1,5 @@
-"""Tests for modeling.py: checkpoint names and shapes, NumPy parity, dropout, config, clear errors."""
+"""Tests for modeling.py: checkpoint names and shapes, NumPy parity, dropout, config, clear
+errors."""
 
 import json
 import math
@@ -71,7 +72,7 @@ def test_output_shapes():
         assert model.get_embedding_table().shape.as_list() == [99, 32]
 
 
-# ---- An independent NumPy implementation of the same equations -------------------------------------
+# ---- An independent NumPy implementation of the same equations -----------------------------------
 
 
 def _np_layer_norm(x, gamma, beta):
@@ -266,7 +267,8 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
 
 def test_sequence_longer_than_position_table_is_a_clear_error():
     with tf.Graph().as_default():
-        with pytest.raises(ValueError, match="max_position_embeddings = 64.*--max_seq_length <= 64"):
+        with pytest.raises(ValueError,
+                           match="max_position_embeddings = 64.*--max_seq_length <= 64"):
             modeling.BertModel(modeling.BertConfig(**TINY), False, tf.ones([1, 65], tf.int32))
 
 

@@ -1,8 +1,8 @@
 """End-to-end tests of run_pretraining.py on a tiny model and the bilingual demo corpus.
 
 run_pretraining.py defines its flags at import time, as every runner does, and other runners
-define flags of the same names (bert_config_file, output_dir, ...), so the script is only ever imported in a
-subprocess here. The training runs are shared through module-scoped fixtures:
+define flags of the same names (bert_config_file, output_dir, ...), so the script is only ever
+imported in a subprocess here. The training runs are shared through module-scoped fixtures:
 
   records      the demo corpus (sample_data/pretraining, English and Chinese) through
                create_pretraining_data.py, sequence length 32.
@@ -290,7 +290,8 @@ import modeling, run_pretraining
 tf1 = tf.compat.v1
 out = {}
 config = modeling.BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1,
-                             num_attention_heads=2, intermediate_size=16, type_vocab_size=2, max_position_embeddings=16)
+                             num_attention_heads=2, intermediate_size=16, type_vocab_size=2,
+                             max_position_embeddings=16)
 with tf.Graph().as_default():
     seq = np.arange(2 * 4 * 3, dtype=np.float32).reshape(2, 4, 3)
     pos = np.array([[3, 0], [1, 1]], dtype=np.int32)

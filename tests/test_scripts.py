@@ -1,4 +1,5 @@
-"""Runs every shell script in scripts/ as written: device variables empty, so on the CPU on sample_data."""
+"""Runs every shell script in scripts/ as written: device variables empty, so on the CPU on
+sample_data."""
 
 import glob
 import os
