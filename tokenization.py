@@ -575,6 +575,14 @@ class BasicTokenizer(object):
         """Empties the chunk cache (memory only: results never depend on it)."""
         self._cache.clear()
 
+    # Pickled as settings only (spawned worker processes receive tokenizers this way): the cache
+    # holds a closure, and is rebuilt empty.
+    def __getstate__(self):
+        return {"do_lower_case": self._do_lower_case, "never_split": self.never_split}
+
+    def __setstate__(self, state):
+        self.__init__(**state)
+
     def tokenize(self, text):
         """Tokenizes a piece of text.
 
@@ -774,6 +782,13 @@ class WordpieceTokenizer(object):
         """Empties the cache and re-reads the vocab (after changing `vocab` in place)."""
         self._rebuild()
 
+    def __getstate__(self):
+        return {"vocab": self._vocab, "unk_token": self._unk_token,
+                "max_input_chars_per_word": self._max_input_chars_per_word}
+
+    def __setstate__(self, state):
+        self.__init__(**state)
+
     def _rebuild(self):
         self._vocab_size = len(self._vocab)
         self._cache.reset(self._vocab, self._unk_token, self._max_input_chars_per_word)
@@ -920,6 +935,17 @@ class FullTokenizer(object):
         self.basic_tokenizer.clear_cache()
         self.wordpiece_tokenizer.clear_cache()
         self._pieces.clear()
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        del state["_pieces"]  # Holds closures; rebuilt (empty) when unpickled.
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._pieces = _PiecesCache()
+        self._pieces.reset(self.wordpiece_tokenizer._cache, self.basic_tokenizer._do_lower_case,
+                           self.vocab)
 
     def tokenize(self, text):
         """Tokenizes text into WordPiece tokens, identical to the reference's FullTokenizer.

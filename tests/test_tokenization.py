@@ -3,6 +3,7 @@ vocabularies, and token-for-token parity with a literal implementation of the re
 (tests/reference_tokenizer.py) on real text."""
 
 import os
+import pickle
 import random
 import re
 import unicodedata
@@ -603,3 +604,27 @@ def test_solo_characters_are_tokens_of_their_own():
             for c in chars:
                 expected += ["a", unicodedata.normalize("NFD", c) if do_lower_case else c, "b"]
             assert tokens == expected
+
+
+def test_tokenizers_pickle_with_their_settings(english_vocab, chinese):
+    # Spawned worker processes (create_pretraining_data.py --num_workers on macOS) get tokenizers
+    # by pickling.
+    fast, literal = chinese
+    lines = _cjk_fuzz_lines(seed=21, count=200) + ["\u5317\u4eac[MASK]\u5927\u5b66 Hello"]
+    copy = pickle.loads(pickle.dumps(fast))
+    assert [copy.tokenize(line) for line in lines] == [literal.tokenize(line) for line in lines]
+    assert copy.vocab == fast.vocab and copy.inv_vocab == fast.inv_vocab
+    keep = tokenization.FullTokenizer(english_vocab, do_lower_case=False, keep_special_tokens=True)
+    keep.wordpiece_tokenizer.max_input_chars_per_word = 5
+    copy = pickle.loads(pickle.dumps(keep))
+    text = "The [MASK] Saturday \u4e2d"
+    assert copy.tokenize(text) == keep.tokenize(text)
+    assert copy.tokenize("The [MASK] Saturday") == ["[UNK]", "[MASK]", "[UNK]"]
+    basic = pickle.loads(pickle.dumps(tokenization.BasicTokenizer(False, never_split=["[X]"])))
+    assert basic.tokenize("A[X]\u4e2d\u6587") == ["A", "[X]", "\u4e2d", "\u6587"]
+
+
+def test_special_tokens_in_chinese_text(chinese_vocab):
+    keep = tokenization.FullTokenizer(chinese_vocab, keep_special_tokens=True)
+    assert keep.tokenize("\u5317\u4eac[MASK]\u5927\u5b66[SEP]\uff01") == [
+        "\u5317", "\u4eac", "[MASK]", "\u5927", "\u5b66", "[SEP]", "\uff01"]
