@@ -9,8 +9,9 @@ Three kinds of model:
   bert-as-service; `tuned_model_dir` for fine-tuned weights): sentence vectors.
 - `classifier`: a run_classifier.py checkpoint (`tuned_model_dir` = its output_dir with
   labels.txt): labels and probabilities.
-- `saved_model`: an export_model.py SavedModel (`saved_model_dir`): a classifier's probabilities or
-  an encoder export's pooled_output.
+- `saved_model`: an export_model.py SavedModel (`saved_model_dir`): a classifier's probabilities,
+  an encoder export's pooled_output, or, for any other task's export (NER, SQuAD, ...), the
+  answers of the predictor class it names (HTTP /predict only).
 """
 
 import dataclasses
@@ -124,6 +125,11 @@ class ModelSpec:
     @property
     def is_classifier(self):
         return self.kind == "classifier" or self.export_task == "classifier"
+
+    @property
+    def is_task_predictor(self):
+        """An export of another task (NER, SQuAD, ...): its own predictor reads raw inputs."""
+        return self.kind == "saved_model" and self.export_task not in TASKS
 
     def to_dict(self):
         return dataclasses.asdict(self)

@@ -83,6 +83,20 @@ class Featurizer:
                                 type_ids)
 
 
+class RawInput:
+    """An input for another task's predictor, queued as is; its length (characters) only
+    groups batches."""
+
+    __slots__ = ("value", "length")
+
+    def __init__(self, value):
+        self.value = value
+        self.length = sum(map(len, value)) if isinstance(value, list) else len(value)
+
+    def __len__(self):
+        return self.length
+
+
 def split_pair(text):
     """`A ||| B` -> (A, B), anything else -> (text, None): the reference's pair rule, regex and all.
 

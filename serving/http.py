@@ -5,6 +5,8 @@
     POST /predict  {"id": 7, "texts": ["a great film"]}  (classifier models)
                    -> 200 {"id": 7, "status": 200,
                            "result": [{"label": "positive", "probabilities": {...}}]}
+                   other tasks' exports (NER, SQuAD, ...): their predictor's answers, e.g.
+                   {"texts": [["Who built it?", "It was built by Ann."]]} for SQuAD
     GET /status/server -> the SHOW_STATUS dict
 
 An error answers with its HTTP status and `{"id": ..., "status": <code>, "error": "<message>"}`:

@@ -38,6 +38,9 @@ W_BATCH = b"BATCH"
 W_RESULT = b"RESULT"
 W_FAILED = b"FAILED"
 W_STOP = b"STOP"
+# Other tasks' exports (raw inputs in, JSON answers out: their predictor tokenizes).
+W_INPUTS = b"INPUTS"
+W_ANSWERS = b"ANSWERS"
 
 # The separator token of a pre-tokenized sentence pair, as bert-as-service reads it.
 PAIR_SEPARATOR = "|||"
@@ -157,6 +160,29 @@ def validate_texts(texts, max_texts=None):
         elif not text.strip():
             raise RequestError(400, "texts[%d] is empty or blank; remove it or send some text" % i)
     return is_tokenized
+
+
+def validate_task_inputs(inputs, max_inputs=None):
+    """Checks the inputs of a /predict request for another task's export (e.g. NER, SQuAD).
+
+    Each input is a non-blank string or a list of them (e.g. [question, context]); the task's
+    predictor gives them their meaning.
+
+    Raises:
+      RequestError: 400 naming the first bad element, or 413 for too many.
+    """
+    if not isinstance(inputs, list) or not inputs:
+        raise RequestError(400, "texts must be a non-empty JSON list of strings (or of lists of "
+                           "strings, e.g. [question, context])")
+    if max_inputs is not None and len(inputs) > max_inputs:
+        raise RequestError(413, "request holds %d texts, more than the server's queue limit "
+                           "(-max_queue_size=%d); split it into smaller requests"
+                           % (len(inputs), max_inputs))
+    for i, item in enumerate(inputs):
+        parts = item if isinstance(item, list) else [item]
+        if not parts or not all(isinstance(p, str) and p.strip() for p in parts):
+            raise RequestError(400, "texts[%d] is %r; send a non-blank string or a list of them"
+                               % (i, item))
 
 
 def _check_token_list(i, tokens):

@@ -59,6 +59,13 @@ _MAX_MESSAGE_BYTES = 1 << 30
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _row(values, row, length):
+    """Row `row` of a batch output; token-level arrays keep only the sentence's own tokens."""
+    if isinstance(values, list):
+        return values[row]
+    return np.array(values[row, :length] if values.ndim == 3 else values[row])
+
+
 class Request:
     """One client request in progress. `done` flips once, on its answer or error."""
 
@@ -336,25 +343,38 @@ class Server:
         if self._stopping:
             raise protocol.RequestError(503, "server is shutting down and accepts no new request; "
                                         "send it to another server or after the restart")
-        if request.kind == "predict" and not self.model.is_classifier:
-            raise protocol.RequestError(400, "this server runs an encoder, not a classifier; use "
-                                        "/encode (or start serve.py with a classifier model)")
-        is_tokenized = protocol.validate_texts(texts, self.config.max_queue_size)
+        self._check_kind(request.kind)
+        if self.model.is_task_predictor:
+            protocol.validate_task_inputs(texts, self.config.max_queue_size)
+        else:
+            is_tokenized = protocol.validate_texts(texts, self.config.max_queue_size)
         waiting = len(self._queue)
         if waiting + len(texts) > self.config.max_queue_size:
             self._counters["num_busy_reply"] += 1
             raise protocol.RequestError(503, "server busy: %d sentences are waiting and %d more "
                                         "would pass -max_queue_size=%d; retry later"
                                         % (waiting, len(texts), self.config.max_queue_size))
-        sentences = self._featurizer.featurize(texts, is_tokenized)
+        if self.model.is_task_predictor:
+            sentences = [features.RawInput(text) for text in texts]
+        else:
+            sentences = self._featurizer.featurize(texts, is_tokenized)
         request.size = request.remaining = len(sentences)
         request.outputs = [None] * request.size
         request.max_length = max(len(s) for s in sentences)
-        if request.with_tokens:
+        if request.with_tokens and not self.model.is_task_predictor:
             request.tokens = [s.tokens for s in sentences]
         self._counters["num_total_seq"] += request.size
         self._open[id(request)] = request
         self._queue.add(request, sentences)
+
+    def _check_kind(self, kind):
+        if self.model.is_task_predictor and kind != "predict":
+            raise protocol.RequestError(
+                400, "this server runs a %r export whose answers are not vectors; send the texts "
+                "to HTTP POST /predict (start serve.py with -http_port)" % self.model.export_task)
+        if kind == "predict" and not (self.model.is_classifier or self.model.is_task_predictor):
+            raise protocol.RequestError(400, "this server runs an encoder, not a classifier; use "
+                                        "/encode (or start serve.py with a classifier model)")
 
     # -- HTTP ----------------------------------------------------------------------------------
 
@@ -443,7 +463,10 @@ class Server:
             slot.fatal_message = frames[2].decode("utf-8", "replace")
             logging.error("worker %d cannot load the model: %s", slot.index, slot.fatal_message)
         elif command == protocol.W_RESULT:
-            self._on_result(slot, frames[2], frames[3:])
+            self._on_result(slot, frames[2], protocol.unpack_arrays(frames[3:]))
+        elif command == protocol.W_ANSWERS:
+            answers = json.loads(frames[3].decode("utf-8"))
+            self._on_result(slot, frames[2], {"answer": answers})
         elif command == protocol.W_FAILED:
             items = slot.inflight.pop(frames[2], [])
             message = frames[3].decode("utf-8", "replace")
@@ -461,19 +484,17 @@ class Server:
             self._ever_ready = True
             logging.info("all %d workers ready: serving", len(self._slots))
 
-    def _on_result(self, slot, batch_id, frames):
+    def _on_result(self, slot, batch_id, outputs):
+        """Hands a batch's rows (dict name -> array or list, one row per item) to requests."""
         items = slot.inflight.pop(batch_id, None)
         if items is None:
             return
-        arrays = protocol.unpack_arrays(frames)
         for row, item in enumerate(items):
             request = item.request
             if request.done or request.outputs[item.index] is not None:
                 continue
-            # Token-level outputs ([batch, length, dim]) keep only the sentence's own tokens.
-            request.outputs[item.index] = {
-                name: np.array(a[row, :item.length] if a.ndim == 3 else a[row])
-                for name, a in arrays.items()}
+            request.outputs[item.index] = {name: _row(values, row, item.length)
+                                           for name, values in outputs.items()}
             request.remaining -= 1
             if request.remaining == 0:
                 self._complete(request)
@@ -553,13 +574,17 @@ class Server:
     def _send_batch(self, slot, items):
         if not items:
             return
-        length = self.model.fixed_length or max(item.length for item in items)
-        arrays = features.pad_batch([item.features for item in items], length)
         self._batch_ids += 1
         batch_id = b"%d" % self._batch_ids
         for item in items:
             item.attempts += 1
         slot.inflight[batch_id] = items
+        if self.model.is_task_predictor:
+            inputs = json.dumps([item.features.value for item in items]).encode("utf-8")
+            self._router.send_multipart([slot.identity, protocol.W_INPUTS, batch_id, inputs])
+            return
+        length = self.model.fixed_length or max(item.length for item in items)
+        arrays = features.pad_batch([item.features for item in items], length)
         self._router.send_multipart([slot.identity, protocol.W_BATCH, batch_id]
                                     + protocol.pack_arrays(arrays))
 
@@ -625,6 +650,8 @@ class Server:
         return out
 
     def _predictions(self, request):
+        if self.model.is_task_predictor:
+            return [output["answer"] for output in request.outputs]
         labels = self.model.labels
         results = []
         for output in request.outputs:

@@ -13,8 +13,10 @@ in the terminal reaches only the frontend, which then stops the workers in order
    the model is still loading.
 
 Models: `EncoderRunner` (a BERT checkpoint through the encoder API, pooled as bert-as-service
-does), `SavedModelRunner` (an export_model.py SavedModel through `Predictor`) and
-`ClassifierRunner` (a run_classifier.py checkpoint).
+does), `SavedModelRunner` (an encoder or classifier SavedModel through `inference.Predictor`),
+`ClassifierRunner` (a run_classifier.py checkpoint through `inference.InferenceModel`) and
+`TaskRunner` (any other task's export through the predictor it names: raw INPUTS in, JSON
+ANSWERS out).
 """
 
 import json
@@ -169,9 +171,40 @@ class ClassifierRunner:
         self.model.close()
 
 
+class TaskRunner:
+    """Another task's export (NER, SQuAD, ...) through the predictor class it names.
+
+    `inference.load_predictor` picks the task's own predictor, which tokenizes (windows, doc
+    stride) and post-processes by itself; the server queues and batches the raw inputs.
+    """
+
+    def __init__(self, spec, batch_size):
+        import inference
+        self.predictor = inference.load_predictor(spec["saved_model_dir"], batch_size=batch_size)
+
+    def run_inputs(self, inputs):
+        """Raw inputs (a list inside means a tuple, e.g. (question, context)) -> JSON answers."""
+        answers = self.predictor.predict([tuple(x) if isinstance(x, list) else x
+                                          for x in inputs])
+        return json.loads(json.dumps(list(answers), default=_json_default))
+
+    def close(self):
+        pass
+
+
+def _json_default(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError("%s is not JSON serializable" % type(value).__name__)
+
+
 def build_runner(settings):
     """The runner for a worker's settings (see `serve`)."""
     spec = settings["spec"]
+    if spec["kind"] == "saved_model" and spec["export_task"] not in ("encoder", "classifier"):
+        return TaskRunner(spec, settings["max_batch_size"])
     if spec["kind"] == "saved_model":
         return SavedModelRunner(spec, settings["max_batch_size"], settings["fp16"])
     if spec["kind"] == "classifier":
@@ -214,7 +247,8 @@ def serve(settings):
             logging.exception("cannot load the model")
             sock.send_multipart([protocol.W_FATAL, _one_line(e).encode("utf-8")])
             return 1
-        _warm_up(runner, settings["spec"])
+        if not isinstance(runner, TaskRunner):  # its inputs mean something to the task only
+            _warm_up(runner, settings["spec"])
         info = {"pid": os.getpid(), "load_seconds": round(time.time() - started, 2),
                 "tensorflow_version": _tensorflow_version()}
         sock.send_multipart([protocol.W_READY, json.dumps(info).encode("utf-8")])
@@ -248,17 +282,22 @@ def _loop(sock, runner, parent_pid):
         frames = sock.recv_multipart()
         if frames[0] == protocol.W_STOP:
             return
-        if frames[0] != protocol.W_BATCH or len(frames) < 3:
+        if frames[0] not in (protocol.W_BATCH, protocol.W_INPUTS) or len(frames) < 3:
             logging.error("unexpected message %r from the frontend; ignored", frames[0][:32])
             continue
         batch_id = frames[1]
         try:
-            outputs = runner.run(protocol.unpack_arrays(frames[2:]))
+            if frames[0] == protocol.W_INPUTS:
+                answers = runner.run_inputs(json.loads(frames[2].decode("utf-8")))
+                reply = [protocol.W_ANSWERS, batch_id, json.dumps(answers).encode("utf-8")]
+            else:
+                outputs = runner.run(protocol.unpack_arrays(frames[2:]))
+                reply = [protocol.W_RESULT, batch_id] + protocol.pack_arrays(outputs)
         except Exception as e:  # a failed batch fails its requests, not the worker
             logging.exception("batch %s failed", batch_id)
             sock.send_multipart([protocol.W_FAILED, batch_id, _one_line(e).encode("utf-8")])
             continue
-        sock.send_multipart([protocol.W_RESULT, batch_id] + protocol.pack_arrays(outputs))
+        sock.send_multipart(reply)
 
 
 def _tensorflow_version():

@@ -230,7 +230,8 @@ def test_client_calls_give_extract_features_vectors(server, extracted):
 
 
 def test_client_timeout(server):
-    with server.client(timeout=1, check_length=False) as bc:  # 1 ms: no server answers 2,000 sentences that fast
+    # 1 ms: no server answers 2,000 sentences that fast.
+    with server.client(timeout=1, check_length=False) as bc:
         with pytest.raises(TimeoutError):
             bc.encode(SENTENCES * 250)
 
@@ -436,6 +437,12 @@ def test_classifier_checkpoint_and_saved_model_match_the_predictor(tiny_model, t
         inference.write_saved_model(model, spec, saved_model, str(tmp_path / "scratch"))
     predictor = inference.Predictor(saved_model)
     want = predictor.predict(SENTENCES)
+    # Other tasks' exports go through the predictor class they name, answers made JSON-ready.
+    answers = serving_workers.TaskRunner({"saved_model_dir": saved_model}, 4).run_inputs(
+        SENTENCES[:3] + [["a pair", "as a list"]])
+    assert [a["label"] for a in answers[:3]] == [w["label"] for w in want[:3]]
+    np.testing.assert_allclose(answers[1]["probabilities"], want[1]["probabilities"], atol=1e-6)
+    assert answers[3]["text"] == "a pair ||| as a list"
     servers = [
         ServeProcess(str(tmp_path / "ckpt.log"), "-model_dir=%s" % tiny_model["model_dir"],
                      "-tuned_model_dir=%s" % tiny_model["tuned_dir"], "-task=classifier",

@@ -75,6 +75,11 @@ def fake_worker_main(settings):
         if frames[0] == protocol.W_STOP:
             sock.close()
             return 0
+        if frames[0] == protocol.W_INPUTS:  # another task's export: JSON answers
+            answers = [{"input": x, "chars": len(json.dumps(x))}
+                       for x in json.loads(frames[2])]
+            sock.send_multipart([protocol.W_ANSWERS, frames[1], json.dumps(answers).encode()])
+            continue
         arrays = protocol.unpack_arrays(frames[2:])
         if crash_id >= 0 and (arrays["input_ids"] == crash_id).any():
             os._exit(3)
@@ -563,3 +568,23 @@ def test_http_predict_with_a_classifier(vocab_file, monkeypatch):
             assert [result["probabilities"][label] for label in labels] == pytest.approx(p)
         with run.client() as bc:  # encode() on a classifier gives the probabilities
             np.testing.assert_allclose(bc.encode(texts), want, rtol=1e-6)
+
+
+def test_other_tasks_exports_answer_on_predict_only(vocab_file, monkeypatch):
+    port = free_port()
+    spec = serving_config.ModelSpec(kind="saved_model", vocab_file=vocab_file,
+                                    do_lower_case=True, hidden_size=4, max_length=25,
+                                    saved_model_dir="/unused", export_task="squad")
+    inputs = [["who?", "Ann did."], "Ann Lee flew to Paris.", ["where?", "in Paris " * 50]]
+    with running(vocab_file, monkeypatch, http_port=port, spec=spec, max_batch_size=2) as run:
+        status, body = http_call(port, "/predict", {"id": 3, "texts": inputs})
+        assert status == 200 and body["id"] == 3
+        assert body["result"] == [{"input": x, "chars": len(json.dumps(x))} for x in inputs]
+        for texts, text in [([["q", ""]], "texts[0]"), ([3], "texts[0] is 3"), ([], "non-empty")]:
+            status, body = http_call(port, "/predict", {"texts": texts})
+            assert status == 400 and text in body["error"], body
+        status, body = http_call(port, "/encode", {"texts": ["a"]})
+        assert status == 400 and "'squad' export" in body["error"]
+        with run.client() as bc:
+            with pytest.raises(TypeError, match="error 400: this server runs a 'squad' export"):
+                bc.encode(["a"])
