@@ -211,7 +211,11 @@ def run(workload="english", do_lower_case=True, passes=3, full=False):
 
 
 def _print_header(passes):
-    print(f"machine:  {machine_description()}, Python {platform.python_version()}")
+    # Other jobs slow the dict- and memory-bound fast tokenizer more than the literal one, so the
+    # load is part of the result.
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"machine:  {machine_description()}, Python {platform.python_version()}, "
+          f"load average {load}")
     print(f"method:   fresh (cold) tokenizers per pass, 20 interleaved segments, fastest of "
           f"{passes} pass(es)")
     print(f"{'workload':<9} {'lower':<6} {'lines':>6} {'MB':>5} {'tokens':>8} "
