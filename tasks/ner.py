@@ -20,10 +20,15 @@ The task library behind `run_ner.py`; every function takes plain arguments (no f
 * Predictions written onto the original tokens (CoNLL) and as JSON lines of entity spans with
   character offsets into the sentence's text.
 
-Decoding: word logits of every window are merged (each word from the window that owns it), then the
-best tag sequence that the scheme allows is found per sentence (Viterbi over CRF scores, or over
-log-probabilities with only the scheme's constraints for the softmax head). Evaluation computes the
-same thing, so eval_results.txt and the prediction files always agree.
+Decoding: the per-word scores of every window are merged (each word from the window that owns
+it), then the best tag sequence that the scheme allows is found per sentence (Viterbi over the CRF's
+emissions and transitions, or over log-probabilities with only the scheme's constraints for the
+softmax head). Evaluation computes the same thing, so eval_results.txt and the prediction files
+always agree. The settings decoding needs (constraints, CRF or not, which WordPieces start a word)
+are stored as variables in the checkpoint, so exports and later evaluations decode as training did.
+
+Export and serving: the `ner` inference head (SavedModel outputs `label_ids` [B, S], `scores`
+[B, S, L], `transition_scores` [B, L + 2, L]) and `NerPredictor`, raw text in, entity spans out.
 """
 
 import collections
@@ -36,6 +41,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
+import inference
 import modeling
 import tokenization
 import training
@@ -853,24 +859,108 @@ def input_fn_builder(input_file, max_seq_length, is_training, drop_remainder):
 # Model
 # ------------------------------------------------------------------------------------------------
 
+# The decoding settings travel with the checkpoint (non-trainable variables under `ner/`, next to
+# `crf/`), so that an export or an evaluation decodes exactly as training did without being told
+# the scheme, whether a CRF was used, or which WordPieces start a word.
+DECODING_SCOPE = "ner"
+
+DecodingSettings = collections.namedtuple(
+    "DecodingSettings", ["scores", "uses_crf", "word_start_table"])
+DecodingSettings.__doc__ = """The model's decoding settings, as tensors.
+
+Fields:
+  scores: crf.TransitionScores, the CRF scores (zeros without a CRF) plus the scheme constraints.
+  uses_crf: float32 scalar, 1.0 when the logits are CRF emissions, 0.0 for the softmax head.
+  word_start_table: int32 [vocab_size], 1 for the ids that begin a word (not "##" pieces, not
+    [CLS]/[SEP]/[PAD]/[MASK]); used when the input has no label_mask (serving raw text).
+"""
+
 NerOutputs = collections.namedtuple("NerOutputs", [
-    "loss", "per_example_loss", "logits", "word_logits", "num_words", "word_order",
-    "word_label_ids", "label_predictions", "transition_scores"])
+    "loss", "per_example_loss", "logits", "scores", "word_scores", "num_words", "word_order",
+    "word_label_ids", "label_predictions", "decoding"])
 NerOutputs.__doc__ = """What create_model builds.
 
 Fields:
   loss: float32 scalar.
   per_example_loss: float32 [B] (softmax: mean over the window's words; CRF: -log-likelihood).
   logits: float [B, S, L], per WordPiece position.
-  word_logits: float32 [B, S, L], the logits of the words' first pieces moved to the front (row b
+  scores: float32 [B, S, L], what the decoder reads per position: the logits (CRF emissions) or
+    their log-softmax (softmax head).
+  word_scores: float32 [B, S, L], `scores` of the words' first pieces moved to the front (row b
     holds num_words[b] words; the rest is filler).
   num_words: int32 [B].
-  word_order: int32 [B, S], the positions gathered into word_logits.
+  word_order: int32 [B, S], the positions gathered into word_scores.
   word_label_ids: int32 [B, S], the best scheme-valid tag sequence of each window's words.
   label_predictions: int32 [B, S], word_label_ids put back at each word's first piece, -1 at
     every other position.
-  transition_scores: crf.TransitionScores of float32 tensors used for decoding.
+  decoding: DecodingSettings.
 """
+
+_NOT_WORD_STARTS = ("[CLS]", "[SEP]", "[PAD]", "[MASK]")
+
+
+def word_start_table(vocab, vocab_size):
+    """1 for each id that begins a word, 0 for "##" pieces and special tokens (int32 [V])."""
+    table = np.zeros([vocab_size], np.int32)
+    for token, index in vocab.items():
+        if index < vocab_size and not token.startswith("##") and token not in _NOT_WORD_STARTS:
+            table[index] = 1
+    return table
+
+
+def _constant_or_zeros(values, shape, dtype):
+    if values is None:
+        return tf1.zeros_initializer()
+    return tf1.constant_initializer(np.asarray(values, dtype.as_numpy_dtype).reshape(shape))
+
+
+def decoding_settings(num_labels, vocab_size, use_crf=None, constraints=None, word_starts=None):
+    """Creates the `crf/` and `ner/` variables that decoding reads.
+
+    When training, pass the settings: they become the initial values (and the CRF scores are
+    trainable if use_crf). For inference pass nothing: the values come from the checkpoint.
+
+    Args:
+      num_labels: L.
+      vocab_size: V.
+      use_crf: True / False when training; None to read it from the checkpoint.
+      constraints: crf.TransitionScores (numpy) of the scheme, or None (none / from checkpoint).
+      word_starts: int array [V] from word_start_table, or None (from the checkpoint).
+
+    Returns:
+      DecodingSettings.
+    """
+    if use_crf:
+        trained = crf.create_transition_scores(num_labels)
+    else:
+        # Untrained zeros without a CRF: every NER checkpoint has the same variables.
+        with tf1.variable_scope("crf"):
+            trained = crf.TransitionScores(*[
+                tf1.get_variable(name, shape, initializer=tf1.zeros_initializer(),
+                                 trainable=False)
+                for name, shape in (("transitions", [num_labels, num_labels]),
+                                    ("start_transitions", [num_labels]),
+                                    ("end_transitions", [num_labels]))])
+    fixed = constraints if constraints is not None else (None, None, None)
+    with tf1.variable_scope(DECODING_SCOPE):
+        constraint_vars = crf.TransitionScores(*[
+            tf1.get_variable(name, shape, initializer=_constant_or_zeros(values, shape, tf.float32),
+                             trainable=False)
+            for name, shape, values in (
+                ("transition_constraints", [num_labels, num_labels], fixed[0]),
+                ("start_constraints", [num_labels], fixed[1]),
+                ("end_constraints", [num_labels], fixed[2]))])
+        uses_crf = tf1.get_variable(
+            "uses_crf", [], initializer=_constant_or_zeros(
+                None if use_crf is None else float(bool(use_crf)), [], tf.float32),
+            trainable=False)
+        table = tf1.get_variable("word_start_table", [vocab_size], dtype=tf.int32,
+                                 initializer=_constant_or_zeros(word_starts, [vocab_size],
+                                                                tf.int32),
+                                 trainable=False)
+    scores = crf.TransitionScores(*[tf.cast(a, tf.float32) + b
+                                    for a, b in zip(trained, constraint_vars)])
+    return DecodingSettings(scores, uses_crf, table)
 
 
 def gather_words(values, label_mask):
@@ -896,12 +986,6 @@ def scatter_words(word_values, order, label_mask, fill):
     return tf.where(tf.cast(label_mask, tf.bool), values, tf.fill(tf.shape(values), fill))
 
 
-def emission_scores(word_logits, use_crf):
-    """What Viterbi decodes: the CRF's logits, or the softmax head's log-probabilities."""
-    word_logits = tf.cast(word_logits, tf.float32)
-    return word_logits if use_crf else tf.nn.log_softmax(word_logits, axis=-1)
-
-
 def _token_head(sequence_output, num_labels, is_training):
     """The dense layer over every position: [B, S, H] -> logits [B, S, L]."""
     hidden_size = modeling.get_shape_list(sequence_output, expected_rank=3)[2]
@@ -916,8 +1000,24 @@ def _token_head(sequence_output, num_labels, is_training):
     return tf.nn.bias_add(logits, output_bias)  # [B, S, L]
 
 
+def _loss(logits, word_logits, word_labels, num_words, label_ids, label_mask, use_crf, scores):
+    """(loss, per_example_loss [B]): CRF negative log-likelihood or first-piece cross-entropy."""
+    if use_crf:
+        per_example_loss = -crf.log_likelihood(word_logits, word_labels, num_words, scores)
+        return tf.reduce_mean(per_example_loss), per_example_loss
+    mask = tf.cast(label_mask, tf.float32)
+    token_loss = tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=label_ids, logits=tf.cast(logits, tf.float32))  # [B, S]
+    per_example_loss = (tf.reduce_sum(token_loss * mask, axis=1)
+                        / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0))
+    # Every word of the batch weighs the same, whatever the length of its sentence.
+    loss = tf.reduce_sum(token_loss * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
+    return loss, per_example_loss
+
+
 def create_model(bert_config, is_training, input_ids, input_mask, segment_ids, label_ids,
-                 label_mask, num_labels, use_one_hot_embeddings, use_crf=False, constraints=None):
+                 label_mask, num_labels, use_one_hot_embeddings, use_crf=False, constraints=None,
+                 word_starts=None):
     """Creates the tagger: BERT, a token-level layer and optionally a CRF.
 
     Args:
@@ -925,12 +1025,15 @@ def create_model(bert_config, is_training, input_ids, input_mask, segment_ids, l
       is_training: bool, enables dropout.
       input_ids, input_mask, segment_ids: int32 Tensors [B, S].
       label_ids: int32 Tensor [B, S], gold label at first pieces (anything elsewhere).
-      label_mask: int32 Tensor [B, S], 1 at each word's first piece.
+      label_mask: int32 Tensor [B, S], 1 at each word's first piece; None to take every word-start
+        WordPiece (see word_start_table), as for raw text split by `sentence_from_text`.
       num_labels: L.
       use_one_hot_embeddings: one-hot embedding lookup (TPU).
-      use_crf: a linear-chain CRF output layer instead of per-token softmax.
+      use_crf: a linear-chain CRF output layer instead of per-token softmax; None for inference
+        (the setting and everything decoding needs are restored from the checkpoint).
       constraints: optional crf.TransitionScores (numpy) of the scheme's forbidden transitions;
         decoding never produces them (and the CRF never scores them).
+      word_starts: int array [vocab_size] from word_start_table (stored with the model).
 
     Returns:
       NerOutputs.
@@ -939,30 +1042,23 @@ def create_model(bert_config, is_training, input_ids, input_mask, segment_ids, l
                                input_mask=input_mask, token_type_ids=segment_ids,
                                use_one_hot_embeddings=use_one_hot_embeddings)
     logits = _token_head(model.get_sequence_output(), num_labels, is_training)
-    word_logits, order, num_words = gather_words(logits, label_mask)
-    word_logits = tf.cast(word_logits, tf.float32)
+    decoding = decoding_settings(num_labels, bert_config.vocab_size, use_crf, constraints,
+                                 word_starts)
+    if label_mask is None:
+        label_mask = tf.gather(decoding.word_start_table, input_ids) * tf.cast(input_mask, tf.int32)
+    float_logits = tf.cast(logits, tf.float32)
+    # Decoding reads CRF emissions as they are and the softmax head's log-probabilities.
+    scores = (decoding.uses_crf * float_logits
+              + (1.0 - decoding.uses_crf) * tf.nn.log_softmax(float_logits, axis=-1))
+    word_scores, order, num_words = gather_words(scores, label_mask)
     word_labels = tf.gather(label_ids, order, batch_dims=1)  # [B, S]
-    if use_crf:
-        scores = crf.create_transition_scores(num_labels, constraints)
-        per_example_loss = -crf.log_likelihood(word_logits, word_labels, num_words, scores)
-    else:
-        scores = crf.constant_transition_scores(
-            constraints if constraints is not None else crf.zero_transition_scores(num_labels))
-        mask = tf.cast(label_mask, tf.float32)
-        token_loss = tf.nn.sparse_softmax_cross_entropy_with_logits(
-            labels=label_ids, logits=tf.cast(logits, tf.float32))  # [B, S]
-        per_example_loss = (tf.reduce_sum(token_loss * mask, axis=1)
-                            / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0))
-    if use_crf:
-        loss = tf.reduce_mean(per_example_loss)
-    else:
-        # Every word of the batch weighs the same, whatever the length of its sentence.
-        mask = tf.cast(label_mask, tf.float32)
-        loss = tf.reduce_sum(token_loss * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
-    decoded, _ = crf.viterbi_decode(emission_scores(word_logits, use_crf), num_words, scores)
+    loss, per_example_loss = _loss(logits, gather_words(float_logits, label_mask)[0],
+                                   word_labels, num_words, label_ids, label_mask, use_crf,
+                                   decoding.scores)
+    decoded, _ = crf.viterbi_decode(word_scores, num_words, decoding.scores)
     predictions = scatter_words(decoded, order, label_mask, -1)
-    return NerOutputs(loss, per_example_loss, logits, word_logits, num_words, order, decoded,
-                      predictions, scores)
+    return NerOutputs(loss, per_example_loss, logits, scores, word_scores, num_words, order,
+                      decoded, predictions, decoding)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -970,64 +1066,60 @@ def create_model(bert_config, is_training, input_ids, input_mask, segment_ids, l
 # ------------------------------------------------------------------------------------------------
 
 
-def decode(word_logits, scores, use_crf):
-    """Best scheme-valid label ids of one sentence from its merged word logits.
+def decode(word_scores, scores):
+    """Best scheme-valid label ids of one sentence from its merged word scores.
 
     Args:
-      word_logits: float array [num_words, L].
-      scores: crf.TransitionScores (numpy): the CRF's trained scores plus constraints, or the
-        constraints alone for the softmax head.
-      use_crf: whether the logits are CRF emissions (else log-softmax is taken first).
+      word_scores: float array [num_words, L]: CRF emissions or log-probabilities (the model's
+        `scores` output).
+      scores: crf.TransitionScores (numpy): the CRF's scores plus the scheme's constraints.
 
     Returns:
       list of label ids.
     """
-    word_logits = np.asarray(word_logits, np.float64)
-    if not use_crf and len(word_logits):
-        shifted = word_logits - word_logits.max(axis=1, keepdims=True)
-        word_logits = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    return crf.viterbi_decode_numpy(word_logits, scores)[0]
+    return crf.viterbi_decode_numpy(word_scores, scores)[0]
 
 
-def _decoded_counts(word_index, word_logits, gold_ids, scores, use_crf, label_list):
+def _decoded_counts(word_index, word_scores, gold_ids, scores, label_list):
     """EntityCounts of words collected across windows, numbered as by `word_bases`."""
     order = np.argsort(word_index, kind="stable")
-    word_index, word_logits, gold_ids = word_index[order], word_logits[order], gold_ids[order]
+    word_index, word_scores, gold_ids = word_index[order], word_scores[order], gold_ids[order]
     # A jump in the numbering is a sentence break (word_bases leaves one index between sentences).
     breaks = np.flatnonzero(np.diff(word_index) != 1) + 1
     counts = EntityCounts()
-    for logits, gold in zip(np.split(word_logits, breaks), np.split(gold_ids, breaks)):
+    for sentence_scores, gold in zip(np.split(word_scores, breaks), np.split(gold_ids, breaks)):
         if len(gold):
-            predicted = decode(logits, scores, use_crf)
+            predicted = decode(sentence_scores, scores)
             counts.add([label_list[i] for i in gold], [label_list[i] for i in predicted])
     return counts
 
 
-def _accumulator(name, values):
-    """A local variable that grows by `values` (concatenated along axis 0) at every update."""
+def _metric_variable(name, values):
+    """A local variable holding a [0, ...] array of `values`' inner shape at first."""
     initial = tf.zeros([0] + values.shape.as_list()[1:], values.dtype)
-    variable = tf1.Variable(initial, trainable=False, validate_shape=False, name=name,
-                            shape=tf.TensorShape([None] + values.shape.as_list()[1:]),
-                            collections=[tf1.GraphKeys.LOCAL_VARIABLES,
-                                         tf1.GraphKeys.METRIC_VARIABLES])
+    return tf1.Variable(initial, trainable=False, validate_shape=False, name=name,
+                        shape=tf.TensorShape(None),
+                        collections=[tf1.GraphKeys.LOCAL_VARIABLES,
+                                     tf1.GraphKeys.METRIC_VARIABLES])
+
+
+def _accumulator(name, values):
+    """(variable, update): the variable grows by `values` (along axis 0) at every update."""
+    variable = _metric_variable(name, values)
     update = tf1.assign(variable, tf.concat([variable, values], axis=0), validate_shape=False)
     return variable, update
 
 
 def _last_value(name, values):
-    """A local variable set to `values` at every update; returns ((variable, update),)."""
-    initial = tf.zeros([0] + values.shape.as_list()[1:], values.dtype)
-    variable = tf1.Variable(initial, trainable=False, validate_shape=False,
-                            name=name, shape=tf.TensorShape(None),
-                            collections=[tf1.GraphKeys.LOCAL_VARIABLES,
-                                         tf1.GraphKeys.METRIC_VARIABLES])
-    return ((variable, tf1.assign(variable, values, validate_shape=False)),)
+    """(variable, update): the variable is set to `values` at every update."""
+    variable = _metric_variable(name, values)
+    return variable, tf1.assign(variable, values, validate_shape=False)
 
 
-def metric_fn_builder(label_list, use_crf):
+def metric_fn_builder(label_list):
     """Returns metric_fn(...) for eval_metrics: the conlleval metrics of the merged sentences.
 
-    The update op collects each owned word's flat index, logits and gold label; the value op
+    The update op collects each owned word's flat index, scores and gold label; the value op
     decodes every sentence on the host, as prediction does, and counts entities. Keys:
     eval_precision, eval_recall, eval_f1, eval_accuracy, eval_<TYPE>_{precision,recall,f1}
     and eval_loss.
@@ -1035,26 +1127,24 @@ def metric_fn_builder(label_list, use_crf):
     types = entity_types(label_list)
     keys = sorted(entity_metrics(EntityCounts(), types))
 
-    def compute(word_index, word_logits, gold_ids, transitions, start, end):
-        scores = crf.TransitionScores(transitions[0], start[0], end[0])
-        counts = _decoded_counts(word_index, word_logits, gold_ids, scores, use_crf, label_list)
+    def compute(word_index, word_scores, gold_ids, transition_scores):
+        scores = unpack_transition_scores(transition_scores[0])
+        counts = _decoded_counts(word_index, word_scores, gold_ids, scores, label_list)
         result = entity_metrics(counts, types)
         return np.array([result[key] for key in keys], np.float32)
 
-    def metric_fn(per_example_loss, word_logits, word_labels, word_owned, num_words, word_base,
-                  transitions, start_transitions, end_transitions, is_real_example):
+    def metric_fn(per_example_loss, word_scores, word_labels, word_owned, word_base,
+                  transition_scores, is_real_example):
         with tf1.variable_scope("entity_metrics"):
             owned = tf.cast(word_owned, tf.bool)  # [B, S]
             positions = tf.range(tf.shape(word_owned)[1])[tf.newaxis, :]
             index = tf.cast(word_base, tf.int32)[:, tf.newaxis] + positions  # [B, S]
             collected = [_accumulator(name, tf.boolean_mask(values, owned)) for name, values in
-                         (("word_index", index), ("word_logits", word_logits),
+                         (("word_index", index), ("word_scores", word_scores),
                           ("gold_ids", tf.cast(word_labels, tf.int32)))]
             # The value op runs after the last batch, when no input can be read any more: it may
-            # only read variables, so the transition scores are kept in some as well.
-            collected += [_last_value(name, values[:1])[0] for name, values in
-                          (("transitions", transitions), ("start", start_transitions),
-                           ("end", end_transitions))]
+            # only read variables, so the transition scores are kept in one as well.
+            collected.append(_last_value("transition_scores", transition_scores[:1]))
             update = tf.group(*[u for _, u in collected])
             values = tf1.py_func(compute, [v for v, _ in collected], tf.float32, stateful=True)
         metrics = {key: (values[i], update) for i, key in enumerate(keys)}
@@ -1071,19 +1161,35 @@ def eval_metric_names(label_list):
                   + ["eval_loss", "global_step", "loss"])
 
 
-def _batch_tiled(value, batch_size):
-    """[...] -> [B, ...]: TPU metric tensors must have a batch dimension."""
-    return tf.tile(value[tf.newaxis], tf.concat([[batch_size], tf.ones_like(tf.shape(value))], 0))
+def pack_transition_scores(scores, batch_size):
+    """TransitionScores -> float32 [B, L + 2, L]: transitions, then the start and end rows.
+
+    One batch-major tensor, since TPU metric inputs and exported outputs need a batch dimension.
+    """
+    packed = tf.concat([scores.transitions, scores.start[tf.newaxis], scores.end[tf.newaxis]], 0)
+    return tf.tile(packed[tf.newaxis], [batch_size, 1, 1])
+
+
+def unpack_transition_scores(packed):
+    """One row of pack_transition_scores ([L + 2, L], numpy) -> crf.TransitionScores."""
+    packed = np.asarray(packed, np.float32)
+    return crf.TransitionScores(packed[:-2], packed[-2], packed[-1])
 
 
 def model_fn_builder(bert_config, label_list, init_checkpoint, learning_rate, num_train_steps,
                      num_warmup_steps, use_tpu, use_one_hot_embeddings, use_crf=False,
-                     constraints=None):
+                     constraints=None, word_starts=None):
     """Returns the Estimator model_fn of the tagger (built by runtime.build_runner).
 
-    Predictions (and the SavedModel's outputs): `label_ids` [B, S] (the label at each word's first
-    piece, -1 elsewhere), `logits` [B, S, L]; Estimator.predict also yields `word_logits`,
-    `num_words`, `word_owned` and `word_base`, from which `merge_predictions` rebuilds sentences.
+    Args:
+      bert_config, init_checkpoint, learning_rate, num_train_steps, num_warmup_steps, use_tpu,
+        use_one_hot_embeddings: as for the classifier.
+      label_list: labels in id order.
+      use_crf, constraints, word_starts: see create_model.
+
+    Estimator.predict yields `label_ids` [S] (the label at each word's first piece, -1 elsewhere),
+    `word_scores` [S, L], `num_words`, `word_owned` [S] and `word_base`, from which
+    `merge_predictions` rebuilds the sentences.
     """
     num_labels = len(label_list)
 
@@ -1091,69 +1197,119 @@ def model_fn_builder(bert_config, label_list, init_checkpoint, learning_rate, nu
         input_ids = features["input_ids"]
         label_mask = features["label_mask"]
         label_ids = features.get("label_ids", tf.zeros_like(input_ids))
-        is_real_example = features.get("is_real_example", tf.ones_like(input_ids[:, 0]))
         is_training = mode == tf.estimator.ModeKeys.TRAIN
         outputs = create_model(bert_config, is_training, input_ids, features["input_mask"],
                                features["segment_ids"], label_ids, label_mask, num_labels,
-                               use_one_hot_embeddings, use_crf, constraints)
+                               use_one_hot_embeddings, use_crf, constraints, word_starts)
         scaffold_fn = training.init_from_checkpoint(init_checkpoint, use_tpu)
         if mode == tf.estimator.ModeKeys.TRAIN:
             train_op = training.create_train_op(outputs.loss, params, learning_rate,
                                                 num_train_steps, num_warmup_steps, use_tpu)
             return training.make_spec(mode, params, loss=outputs.loss, train_op=train_op,
-                                     scaffold_fn=scaffold_fn)
-        owned = features.get("owned_mask", label_mask)
-        word_owned = tf.gather(owned, outputs.word_order, batch_dims=1)
-        word_base = features.get("word_base", tf.zeros_like(input_ids[:, 0]))
+                                      scaffold_fn=scaffold_fn)
+        word_owned = tf.gather(features["owned_mask"], outputs.word_order, batch_dims=1)
         if mode == tf.estimator.ModeKeys.EVAL:
-            batch_size = tf.shape(input_ids)[0]
             tensors = {
                 "per_example_loss": outputs.per_example_loss,
-                "word_logits": outputs.word_logits,
+                "word_scores": outputs.word_scores,
                 "word_labels": tf.gather(label_ids, outputs.word_order, batch_dims=1),
-                "word_owned": word_owned, "num_words": outputs.num_words, "word_base": word_base,
-                "transitions": _batch_tiled(outputs.transition_scores.transitions, batch_size),
-                "start_transitions": _batch_tiled(outputs.transition_scores.start, batch_size),
-                "end_transitions": _batch_tiled(outputs.transition_scores.end, batch_size),
-                "is_real_example": is_real_example,
+                "word_owned": word_owned, "word_base": features["word_base"],
+                "transition_scores": pack_transition_scores(outputs.decoding.scores,
+                                                            tf.shape(input_ids)[0]),
+                "is_real_example": features["is_real_example"],
             }
             return training.make_spec(mode, params, loss=outputs.loss, scaffold_fn=scaffold_fn,
-                                     eval_metrics=(metric_fn_builder(label_list, use_crf),
-                                                   tensors))
-        served = {"label_ids": outputs.label_predictions,
-                  "logits": tf.cast(outputs.logits, tf.float32)}
-        predictions = dict(served, word_logits=outputs.word_logits, num_words=outputs.num_words,
-                           word_owned=word_owned, word_base=word_base)
-        export_outputs = {tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY:
-                          tf.estimator.export.PredictOutput(served)}
-        return training.make_spec(mode, params, predictions=predictions, scaffold_fn=scaffold_fn,
-                                  export_outputs=export_outputs)
+                                      eval_metrics=(metric_fn_builder(label_list), tensors))
+        predictions = {"label_ids": outputs.label_predictions, "word_scores": outputs.word_scores,
+                       "num_words": outputs.num_words, "word_owned": word_owned,
+                       "word_base": features["word_base"]}
+        return training.make_spec(mode, params, predictions=predictions, scaffold_fn=scaffold_fn)
 
     return model_fn
 
 
-def serving_input_fn_builder(max_seq_length):
-    """serving_input_receiver_fn taking int32 input_ids, input_mask, segment_ids, label_mask."""
+def read_decoding_settings(checkpoint):
+    """The decoding settings stored in a NER checkpoint, as numpy.
 
-    def serving_input_fn():
-        receivers = {name: tf1.placeholder(tf.int32, [None, max_seq_length], name=name)
-                     for name in ("input_ids", "input_mask", "segment_ids", "label_mask")}
-        return tf.estimator.export.ServingInputReceiver(dict(receivers), receivers)
+    Returns:
+      (crf.TransitionScores with the CRF scores plus the constraints, uses_crf as a bool).
 
-    return serving_input_fn
+    Raises:
+      UsageError: the checkpoint is not one of run_ner.py.
+    """
+    reader = tf.train.load_checkpoint(checkpoint)
+    names = ("crf/transitions", "crf/start_transitions", "crf/end_transitions",
+             "ner/transition_constraints", "ner/start_constraints", "ner/end_constraints",
+             "ner/uses_crf")
+    missing = [name for name in names if not reader.has_tensor(name)]
+    if missing:
+        raise UsageError(f"checkpoint {checkpoint} has no {missing[0]}: it is not a model "
+                         f"trained by run_ner.py; train one with --do_train first")
+    values = [reader.get_tensor(name) for name in names]
+    scores = crf.TransitionScores(*[np.asarray(a, np.float32) + np.asarray(b, np.float32)
+                                    for a, b in zip(values[:3], values[3:6])])
+    return scores, bool(values[6] > 0.5)
 
 
-def transition_scores_from_checkpoint(checkpoint, num_labels, use_crf, constraints):
-    """The scores decoding uses, as numpy: trained CRF scores (+ constraints), or constraints."""
-    base = crf.zero_transition_scores(num_labels)
-    if use_crf:
-        reader = tf.train.load_checkpoint(checkpoint)
-        base = crf.TransitionScores(*[reader.get_tensor(f"crf/{name}") for name in
-                                      ("transitions", "start_transitions", "end_transitions")])
-    if constraints is None:
-        return base
-    return crf.TransitionScores(*[np.asarray(a, np.float32) + np.asarray(b, np.float32)
-                                  for a, b in zip(base, constraints)])
+# ------------------------------------------------------------------------------------------------
+# Inference head (exports, serving) and the predictor of raw text
+# ------------------------------------------------------------------------------------------------
+
+
+def _build_outputs(bert_config, inputs, num_labels):
+    """The export graph: `label_ids` [B, S], `scores` [B, S, L], `transition_scores`
+    [B, L + 2, L]; words are found from the ids (every WordPiece that is not "##..." starts one).
+    """
+    outputs = create_model(bert_config, False, inputs["input_ids"], inputs["input_mask"],
+                           inputs["segment_ids"], tf.zeros_like(inputs["input_ids"]), None,
+                           num_labels, use_one_hot_embeddings=False, use_crf=None)
+    return {"label_ids": outputs.label_predictions, "scores": outputs.scores,
+            "transition_scores": pack_transition_scores(outputs.decoding.scores,
+                                                        tf.shape(inputs["input_ids"])[0])}
+
+
+NER_HEAD = inference.register_head(inference.Head(
+    name="ner", output_names=("label_ids", "scores", "transition_scores"), build=_build_outputs,
+    predictor="tasks.ner:NerPredictor", int8_checked=("scores",), label_output="scores"))
+
+
+class NerPredictor(inference.Predictor):
+    """Finds entities in raw text with an export of run_ner.py, loading it only once.
+
+        predictor = inference.load_predictor("/tmp/ner/export/saved_model")
+        predictor.predict(["Ann Lee flew to Paris.", "王小明在北京工作。"])
+        # [{"text": ..., "entities": [{"type": "PER", "start": 0, "end": 7, "text": "Ann Lee",
+        #   "token_start": 0, "token_end": 2}, ...], "tokens": [...], "labels": [...]}, ...]
+
+    Text is split into words as `sentence_from_text` does (whitespace, punctuation, CJK
+    characters); a text longer than max_seq_length is tagged in overlapping windows merged back,
+    then decoded as a whole (valid for the scheme, with the CRF's scores when it has one).
+    """
+
+    def predict(self, texts, doc_stride=None):
+        """Tags texts; returns one dict per text (text, entities, tokens, labels)."""
+        sentences = [sentence_from_text(text, f"text-{i}") for i, text in enumerate(texts)]
+        windows, features = convert_sentences(sentences, self.labels, self.max_seq_length,
+                                              self.tokenizer, doc_stride, name="Tagging")
+        batch = {name: np.array([f[name] for f in features], np.int32).reshape(
+            [len(features), self.max_seq_length]) for name in inference.INPUT_NAMES}
+        outputs = self.run_features(batch) if features else {}
+        predictions = []
+        for i, feature in enumerate(features):
+            firsts = np.flatnonzero(feature["label_mask"])
+            predictions.append({"word_scores": outputs["scores"][i][firsts],
+                                "num_words": len(firsts),
+                                "word_owned": np.asarray(feature["owned_mask"])[firsts],
+                                "word_base": windows[i].word_base})
+        merged = merge_predictions(sentences, predictions, len(self.labels))
+        scores = unpack_transition_scores(outputs["transition_scores"][0]) if features else None
+        results = []
+        for sentence, word_scores in zip(sentences, merged):
+            labels = [self.labels[i] for i in decode(word_scores, scores)] if len(word_scores) \
+                else []
+            results.append({"text": sentence.text, "entities": entity_spans(sentence, labels),
+                            "tokens": sentence.tokens, "labels": labels})
+        return results
 
 
 # ------------------------------------------------------------------------------------------------
@@ -1162,11 +1318,11 @@ def transition_scores_from_checkpoint(checkpoint, num_labels, use_crf, constrain
 
 
 def merge_predictions(sentences, predictions, num_labels):
-    """Collects each word's logits from the window that owns it.
+    """Collects each word's scores from the window that owns it.
 
     Args:
       sentences: the split's sentences (the word numbering of `word_bases`).
-      predictions: iterable of Estimator prediction dicts (word_logits, num_words, word_owned,
+      predictions: iterable of Estimator prediction dicts (word_scores, num_words, word_owned,
         word_base), padding examples already dropped.
       num_labels: L.
 
@@ -1184,7 +1340,7 @@ def merge_predictions(sentences, predictions, num_labels):
         count = int(prediction["num_words"])
         owned = np.asarray(prediction["word_owned"][:count], bool)
         index = int(prediction["word_base"]) + np.flatnonzero(owned)
-        merged[index] = np.asarray(prediction["word_logits"][:count])[owned]
+        merged[index] = np.asarray(prediction["word_scores"][:count])[owned]
         seen[index] = True
     result = []
     for base, sentence in zip(bases, sentences):
@@ -1272,3 +1428,153 @@ def sentence_from_text(text, guid="text-0"):
         tokens.append(text[start:])
         offsets.append((start, len(text)))
     return Sentence(guid=guid, tokens=tokens, labels=None, text=text, offsets=offsets)
+
+
+# ------------------------------------------------------------------------------------------------
+# The runner's steps, as functions of plain arguments
+# ------------------------------------------------------------------------------------------------
+
+LABELS_FILE = inference.LABELS_FILE
+
+
+def read_labels_file(directory):
+    """The labels in <directory>/labels.txt, or None when there is no such file."""
+    path = os.path.join(directory, LABELS_FILE)
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path, "r") as f:
+        return [line.rstrip("\n") for line in f if line.strip()]
+
+
+def write_labels_file(label_list, directory):
+    path = os.path.join(directory, LABELS_FILE)
+    with atomic_output(path) as tmp_path:
+        with tf.io.gfile.GFile(tmp_path, "w") as f:
+            f.write("".join(label + "\n" for label in label_list))
+    return path
+
+
+def read_splits(data_dir, splits, data_format="auto"):
+    """Reads every split a run needs before any work, so a bad file fails within seconds.
+
+    Returns:
+      dict split -> list of Sentence.
+    """
+    return {split: read_split(data_dir, split, data_format)[1] for split in splits}
+
+
+def resolve_labels(sentences, label_scheme="auto", labels=None, trained_labels=None):
+    """Settles the scheme and the label list, and checks every labelled sentence against them.
+
+    Args:
+      sentences: dict split -> sentences (as read_splits returns).
+      label_scheme: "auto" (detected from the training file, else the dev file) or a scheme.
+      labels: comma-separated label list in id order, or None.
+      trained_labels: labels.txt of the model being evaluated or used (None when training).
+
+    Returns:
+      (label_list, scheme).
+
+    Raises:
+      UsageError: a bad label list, a label outside it, or a label out of the scheme's order.
+    """
+    labelled = [s for split in ("train", "dev", "test") for s in sentences.get(split, [])
+                if s.labels is not None]
+    source = sentences.get("train") or sentences.get("dev") or labelled
+    scheme = label_scheme if label_scheme != "auto" else detect_scheme(source)
+    if labels:
+        label_list = [x.strip() for x in labels.split(",") if x.strip()]
+        check_label_list(label_list, scheme)
+        origin = "--labels"
+        if trained_labels is not None and label_list != trained_labels:
+            raise UsageError(f"--labels={labels} differs from the labels the model was trained "
+                             f"with ({','.join(trained_labels)}, in {LABELS_FILE}); drop --labels")
+    elif "train" in sentences:
+        label_list, origin = build_label_list(sentences["train"], scheme), "the training file"
+    elif trained_labels is not None:
+        label_list, origin = trained_labels, LABELS_FILE
+    else:
+        raise UsageError(f"no label list: train with --do_train, or pass --labels, or point "
+                         f"--output_dir at a trained model (it holds {LABELS_FILE})")
+    validate_sentences(labelled, scheme, label_list, f"the label list (from {origin})")
+    tf1.logging.info("Label scheme %s; %d labels: %s", scheme, len(label_list), label_list)
+    return label_list, scheme
+
+
+def prepare_input(name, sentences, label_list, tokenizer, max_seq_length, doc_stride, output_dir,
+                  batch_size, use_tpu, is_training=False):
+    """Converts sentences into windows, writes <output_dir>/<name>.tf_record.
+
+    Args:
+      name: "train", "eval" or "predict".
+      sentences, label_list, tokenizer, max_seq_length, doc_stride: see convert_sentences.
+      output_dir: where the TFRecord file goes.
+      batch_size: the phase's batch size (a TPU needs full batches: padding windows are added).
+      use_tpu: whether the run is on a TPU.
+      is_training: shuffle and repeat.
+
+    Returns:
+      (input_fn, windows, steps): steps is the number of batches on a TPU, else None.
+    """
+    windows, features = convert_sentences(sentences, label_list, max_seq_length, tokenizer,
+                                          doc_stride, name=f"{name} windows")
+    if use_tpu and not is_training:
+        while len(features) % batch_size:
+            features.append(padding_features(max_seq_length))
+    path = os.path.join(output_dir, f"{name}.tf_record")
+    write_tf_record(features, path)
+    tf1.logging.info("***** %s: %d sentences, %d windows *****", name, len(sentences),
+                     len(windows))
+    input_fn = input_fn_builder(path, max_seq_length, is_training=is_training,
+                                drop_remainder=is_training or use_tpu)
+    steps = len(features) // batch_size if use_tpu and not is_training else None
+    return input_fn, windows, steps
+
+
+def decode_predictions(predictions, sentences, windows, label_list, checkpoint):
+    """Merges the Estimator's window predictions back into sentences and decodes them.
+
+    Args:
+      predictions: iterator of Estimator prediction dicts (padding windows at the end are
+        skipped).
+      sentences: the sentences the windows came from.
+      windows: their windows, in prediction order.
+      label_list: labels in id order.
+      checkpoint: the checkpoint that predicted (its decoding settings are read).
+
+    Returns:
+      list of label lists, one per sentence.
+    """
+    scores, _ = read_decoding_settings(checkpoint)
+    progress = ProgressLogger(total=len(windows), unit="windows", name="Predicting")
+    kept = []
+    for prediction, _ in zip(predictions, windows):
+        kept.append(prediction)
+        progress.update()
+    progress.done()
+    merged = merge_predictions(sentences, kept, len(label_list))
+    return [[label_list[i] for i in decode(word_scores, scores)] if len(word_scores) else []
+            for word_scores in merged]
+
+
+def write_prediction_files(output_dir, sentences, predicted, prefix="test"):
+    """Writes <prefix>_predictions.txt (CoNLL) and .jsonl (entity spans); with gold labels also
+    <prefix>_conlleval.txt (conlleval's report).
+
+    Returns:
+      dict of the written paths.
+    """
+    paths = {"conll": os.path.join(output_dir, f"{prefix}_predictions.txt"),
+             "jsonl": os.path.join(output_dir, f"{prefix}_predictions.jsonl")}
+    write_conll_predictions(paths["conll"], sentences, predicted)
+    write_entity_jsonl(paths["jsonl"], sentences, predicted)
+    gold = [(s.labels, p) for s, p in zip(sentences, predicted) if s.labels is not None]
+    if gold:
+        paths["conlleval"] = os.path.join(output_dir, f"{prefix}_conlleval.txt")
+        report = conlleval_report(count_entities(*zip(*gold)))
+        with atomic_output(paths["conlleval"]) as tmp_path:
+            with tf.io.gfile.GFile(tmp_path, "w") as f:
+                f.write(report)
+        tf1.logging.info("Test set (gold labels known):\n%s", report)
+    tf1.logging.info("Wrote %s", ", ".join(paths.values()))
+    return paths

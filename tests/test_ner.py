@@ -422,25 +422,25 @@ def test_long_sentences_split_and_merge_back(english_tokenizer):
     windows, features = ner.convert_sentences(sentences, labels, 16, english_tokenizer,
                                               doc_stride=5)
     assert len(windows) > 10 and all(len(f["input_ids"]) == 16 for f in features)
-    # Fake model: the logits of each first piece encode the word's flat index and gold label id.
+    # Fake model: the scores of each first piece encode the word's flat index and gold label id.
     bases = ner.word_bases(sentences)
     predictions = []
     for window, feature in zip(windows, features):
         firsts = [i for i, m in enumerate(feature["label_mask"]) if m]
         assert len(firsts) == window.num_words
-        word_logits = np.zeros([16, 3], np.float32)
+        word_scores = np.zeros([16, 3], np.float32)
         for j, position in enumerate(firsts):
-            word_logits[j, feature["label_ids"][position]] = window.word_base + j
-        predictions.append({"word_logits": word_logits, "num_words": len(firsts),
+            word_scores[j, feature["label_ids"][position]] = window.word_base + j
+        predictions.append({"word_scores": word_scores, "num_words": len(firsts),
                             "word_owned": [feature["owned_mask"][p] for p in firsts] + [0] * 9,
                             "word_base": window.word_base})
     merged = ner.merge_predictions(sentences, predictions, 3)
     label_map = {label: i for i, label in enumerate(labels)}
-    for base, sentence, logits in zip(bases, sentences, merged):
-        assert logits.shape == (len(sentence.tokens), 3)
-        assert list(logits.argmax(1)) == [label_map[x] for x in sentence.labels] or \
-            base == 0  # word 0 of sentence 0 has all-zero logits
-        np.testing.assert_array_equal(logits.max(1), np.arange(base, base + len(sentence.tokens)))
+    for base, sentence, scores in zip(bases, sentences, merged):
+        assert scores.shape == (len(sentence.tokens), 3)
+        assert list(scores.argmax(1)) == [label_map[x] for x in sentence.labels] or \
+            base == 0  # word 0 of sentence 0 has all-zero scores
+        np.testing.assert_array_equal(scores.max(1), np.arange(base, base + len(sentence.tokens)))
     with pytest.raises(ValueError, match="got no prediction"):
         ner.merge_predictions(sentences, predictions[:-1], 3)
 
@@ -503,32 +503,61 @@ def test_create_model_decodes_only_valid_sequences(use_crf):
                                    inputs["segment_ids"], inputs["label_ids"],
                                    inputs["label_mask"], len(LABELS), False, use_crf,
                                    constraints)
-        names = sorted(v.op.name for v in tf1.trainable_variables()
-                       if not v.op.name.startswith("bert/"))
+        trainable = sorted(v.op.name for v in tf1.trainable_variables()
+                           if not v.op.name.startswith("bert/"))
+        stored = sorted(v.op.name for v in tf1.global_variables()
+                        if not v.op.name.startswith("bert/"))
         with tf1.Session() as sess:
             sess.run(tf1.global_variables_initializer())
             if use_crf:  # Make the unconstrained transitions favour O -> I-PER strongly.
                 transitions = tf1.trainable_variables("crf/transitions")[0]
                 sess.run(transitions[0, 2].assign(50.0))
             out = sess.run(outputs._asdict())
-    expected = ["output_bias", "output_weights"]
-    if use_crf:
-        expected = ["crf/end_transitions", "crf/start_transitions", "crf/transitions"] + expected
-    assert names == expected
+            logits = out["logits"]
+    crf_names = ["crf/end_transitions", "crf/start_transitions", "crf/transitions"]
+    assert trainable == (crf_names if use_crf else []) + ["output_bias", "output_weights"]
+    # Every NER checkpoint stores the same variables: the CRF's (zeros without one) and the
+    # decoding settings.
+    assert stored == crf_names + ["ner/end_constraints", "ner/start_constraints",
+                                  "ner/transition_constraints", "ner/uses_crf",
+                                  "ner/word_start_table", "output_bias", "output_weights"]
     assert np.isfinite(out["loss"]) and out["per_example_loss"].shape == (6,)
     np.testing.assert_array_equal(out["num_words"], batch["label_mask"].sum(1))
+    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    np.testing.assert_allclose(out["scores"], logits if use_crf else log_probs, atol=1e-5)
     for b in range(6):
         firsts = np.flatnonzero(batch["label_mask"][b])
-        np.testing.assert_allclose(out["word_logits"][b, :len(firsts)],
-                                   out["logits"][b, firsts], rtol=1e-6)
+        np.testing.assert_allclose(out["word_scores"][b, :len(firsts)],
+                                   out["scores"][b, firsts], rtol=1e-6)
         path = [LABELS[i] for i in out["word_label_ids"][b, :len(firsts)]]
         assert ner.is_valid_sequence(path, "bio"), path
         np.testing.assert_array_equal(out["label_predictions"][b, firsts],
                                       out["word_label_ids"][b, :len(firsts)])
         assert (np.delete(out["label_predictions"][b], firsts) == -1).all()
-        scores = crf.TransitionScores(*[np.asarray(x) for x in out["transition_scores"]])
-        assert ner.decode(out["word_logits"][b, :len(firsts)], scores, use_crf) == \
+        scores = crf.TransitionScores(*[np.asarray(x) for x in out["decoding"].scores])
+        assert ner.decode(out["word_scores"][b, :len(firsts)], scores) == \
             list(out["word_label_ids"][b, :len(firsts)])
+
+
+def test_words_found_from_ids_when_there_is_no_label_mask(english_tokenizer):
+    """Raw text: each WordPiece that is not a "##" piece or a special token starts a word."""
+    sentence = ner.sentence_from_text("Johanson's unbelievably tiny café.")
+    _, [feature] = ner.convert_sentences([sentence], LABELS, 24, english_tokenizer)
+    table = ner.word_start_table(english_tokenizer.vocab, len(english_tokenizer.vocab))
+    assert table[english_tokenizer.vocab["[CLS]"]] == 0 and table[english_tokenizer.vocab["the"]]
+    ids = np.array([feature["input_ids"]], np.int32)
+    mask = np.array([feature["input_mask"]], np.int32)
+    config = modeling.BertConfig(vocab_size=len(table), hidden_size=16, num_hidden_layers=1,
+                                 num_attention_heads=2, intermediate_size=16,
+                                 max_position_embeddings=32)
+    with tf.Graph().as_default():
+        outputs = ner.create_model(config, False, tf.constant(ids), tf.constant(mask),
+                                   tf.zeros_like(ids), tf.zeros_like(ids), None, len(LABELS),
+                                   False, use_crf=False, word_starts=table)
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            predictions = sess.run(outputs.label_predictions)
+    assert list(predictions[0] >= 0) == [bool(m) for m in feature["label_mask"]]
 
 
 def test_softmax_loss_is_mean_cross_entropy_over_first_pieces():
@@ -609,9 +638,10 @@ def test_eval_metric_equals_decoding_merged_windows_in_python(use_crf, english_t
                 sess.run([v[1] for v in spec.eval_metric_ops.values()],
                          {placeholders[k]: v for k, v in batch.items()})
             metrics = sess.run({k: v[0] for k, v in spec.eval_metric_ops.items()})
-    scores = ner.transition_scores_from_checkpoint(checkpoint, len(LABELS), use_crf, constraints)
+    scores, uses_crf = ner.read_decoding_settings(checkpoint)
+    assert uses_crf == use_crf
     merged = ner.merge_predictions(sentences, predictions[:len(windows)], len(LABELS))
-    predicted = [[LABELS[i] for i in ner.decode(logits, scores, use_crf)] for logits in merged]
+    predicted = [[LABELS[i] for i in ner.decode(word_scores, scores)] for word_scores in merged]
     expected = ner.entity_metrics(ner.count_entities([s.labels for s in sentences], predicted),
                                   ner.entity_types(LABELS))
     assert all(ner.is_valid_sequence(p, "bio") for p in predicted)
