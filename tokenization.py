@@ -419,7 +419,7 @@ def _lower_like_reference(text):
     """Lower-cases `text` as the reference does after cleaning it, without cleaning all of it.
 
     str.lower() maps one character at a time except a capital sigma, which becomes final or not by
-    its neighbours: a control character deleted by cleaning can change that ("\u03a3\x00a"), so
+    its neighbours: a control character deleted by cleaning can change that (`"\\u03a3\\x00a"`), so
     only text with a sigma and something to delete is cleaned first. Everything else is cleaned
     later, in the pieces that hold non-solo characters.
     """
@@ -488,7 +488,7 @@ class _Memo(dict):
 
 # Solo character -> its basic token when lower-casing (NFD maps CJK compatibility ideographs such
 # as U+F900 to unified ones; every other solo character stays as it is). Shared by all tokenizers:
-# it does not depend on a vocab, and it holds at most the ~100k solo characters.
+# it does not depend on a vocab, and it holds at most the ~82k solo characters.
 _SOLO_NFD = _Memo(functools.partial(unicodedata.normalize, "NFD"))
 
 
@@ -885,7 +885,7 @@ class _SoloPieces(dict):
         self._do_lower_case = do_lower_case
         # A unified ideograph or solo punctuation mark in the vocab is its own piece (NFD leaves
         # them unchanged, unlike compatibility ideographs); split() checks the word length limit.
-        # One regex pass over the vocab's characters finds the solo ones (15k in a Chinese vocab).
+        # One regex pass over the vocab's characters finds the solo ones (7k in a Chinese vocab).
         chars = "".join(_SOLO_RUN_RE.findall("".join(t for t in vocab if len(t) == 1)))
         if not unicodedata.is_normalized("NFD", chars):
             chars = [char for char in chars if unicodedata.is_normalized("NFD", char)]
