@@ -52,6 +52,7 @@ import numpy as np
 import tensorflow as tf
 
 import cli
+import inference
 import modeling
 import tokenization
 import training
@@ -564,7 +565,7 @@ def convert_examples_to_features(examples, tokenizer, max_seq_length, doc_stride
       is_training: compute start/end positions.
       output_fn: called with each SquadFeature (e.g. FeatureWriter.process_feature).
       log_examples: log the features of this many first examples (the reference logs 20).
-      progress_name: name of the progress log lines.
+      progress_name: name of the progress log lines (None: no progress lines).
 
     Returns:
       The number of features produced.
@@ -572,7 +573,8 @@ def convert_examples_to_features(examples, tokenizer, max_seq_length, doc_stride
     check_lengths(max_seq_length, doc_stride, max_query_length)
     cls_id, sep_id = tokenizer.convert_tokens_to_ids(["[CLS]", "[SEP]"])
     paragraphs = {}
-    progress = cli.ProgressLogger(total=len(examples), unit="examples", name=progress_name)
+    progress = (cli.ProgressLogger(total=len(examples), unit="examples", name=progress_name)
+                if progress_name else None)
     unique_id = FIRST_UNIQUE_ID
     for example_index, example in enumerate(examples):
         paragraph = paragraphs.get(id(example.doc_tokens))
@@ -599,8 +601,10 @@ def convert_examples_to_features(examples, tokenizer, max_seq_length, doc_stride
                 _log_feature(feature, is_training)
             output_fn(feature)
             unique_id += 1
-        progress.update()
-    progress.done()
+        if progress:
+            progress.update()
+    if progress:
+        progress.done()
     return unique_id - FIRST_UNIQUE_ID
 
 
@@ -772,7 +776,7 @@ def compute_span_loss(logits, positions):
 
 
 def model_fn_builder(bert_config, init_checkpoint, learning_rate, num_train_steps,
-                     num_warmup_steps, use_one_hot_embeddings):
+                     num_warmup_steps, use_tpu, use_one_hot_embeddings):
     """Returns a `model_fn` for runtime.build_runner.
 
     TRAIN: loss (start loss + end loss) / 2. EVAL (not in the reference, which raises): the same
@@ -790,7 +794,6 @@ def model_fn_builder(bert_config, init_checkpoint, learning_rate, num_train_step
         start_logits, end_logits = create_model(
             bert_config, is_training, input_ids, features["input_mask"],
             features["segment_ids"], use_one_hot_embeddings)
-        use_tpu = bool(params.get("use_tpu", False))
         scaffold_fn = training.init_from_checkpoint(init_checkpoint, use_tpu)
 
         if mode in (tf.estimator.ModeKeys.TRAIN, tf.estimator.ModeKeys.EVAL):
@@ -812,6 +815,22 @@ def model_fn_builder(bert_config, init_checkpoint, learning_rate, num_train_step
                                  export_outputs=export_outputs)
 
     return model_fn
+
+
+def _build_squad_outputs(bert_config, inputs, num_labels=None):
+    """The inference graph of a fine-tuned SQuAD checkpoint: start and end logits [batch, seq]."""
+    del num_labels  # Span extraction has no labels.
+    start_logits, end_logits = create_model(
+        bert_config, False, inputs["input_ids"], inputs["input_mask"], inputs["segment_ids"],
+        use_one_hot_embeddings=False)
+    return {"start_logits": start_logits, "end_logits": end_logits}
+
+
+# Exports of run_squad.py checkpoints (--do_export, export_model.py --task=squad) and their
+# predictor, which answers (question, context) pairs.
+SQUAD_HEAD = inference.register_head(inference.Head(
+    name="squad", output_names=("start_logits", "end_logits"), build=_build_squad_outputs,
+    predictor="tasks.squad:QAPredictor", int8_checked=("start_logits", "end_logits")))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -1168,6 +1187,12 @@ def _iter_gold(data, input_file, version_2_with_negative):
             yield qas_id, [a["text"] for a in answers]
 
 
+def check_gold_answers(data, input_file, version_2_with_negative):
+    """Raises SquadDataError unless every question has the answers evaluation needs."""
+    for _ in _iter_gold(data, input_file, version_2_with_negative):
+        pass
+
+
 def squad_v1_metrics(data, predictions, input_file="dev file"):
     """The official SQuAD v1.1 evaluation: exact match and F1 in percent.
 
@@ -1296,3 +1321,133 @@ def evaluate_predictions(data, predictions, version_2_with_negative, null_odds=N
     if version_2_with_negative:
         return squad_v2_metrics(data, predictions, null_odds, input_file=input_file)
     return squad_v1_metrics(data, predictions, input_file=input_file)
+
+
+# ------------------------------------------------------------------------------------------------
+# Model outputs -> RawResults, and the predictor of exports
+# ------------------------------------------------------------------------------------------------
+
+
+def collect_results(predictions, total=None, progress_name="predictions"):
+    """RawResults from model outputs (dicts with unique_ids, start_logits, end_logits).
+
+    Args:
+      predictions: iterable of per-feature dicts, e.g. Estimator.predict(yield_single_examples).
+      total: the number of features expected (for the progress line and the check).
+      progress_name: name of the progress log lines (None: none).
+
+    Returns:
+      list of RawResult with float32 logit arrays.
+
+    Raises:
+      ValueError: fewer results than `total`.
+    """
+    progress = (cli.ProgressLogger(total=total, unit="features", name=progress_name)
+                if progress_name else None)
+    results = []
+    for output in predictions:
+        results.append(RawResult(int(output["unique_ids"]),
+                                 np.asarray(output["start_logits"], np.float32).reshape(-1),
+                                 np.asarray(output["end_logits"], np.float32).reshape(-1)))
+        if progress:
+            progress.update()
+    if progress:
+        progress.done()
+    if total is not None and len(results) != total:
+        raise ValueError(f"The model returned {len(results)} results for {total} features.")
+    return results
+
+
+def examples_from_pairs(pairs):
+    """SquadExamples (ids "0", "1", ...) of (question, context) pairs, for prediction.
+
+    Raises:
+      ValueError: an empty question or context, or an item that is not a pair of strings.
+    """
+    examples = []
+    for index, pair in enumerate(pairs):
+        if (not isinstance(pair, (tuple, list)) or len(pair) != 2
+                or not all(isinstance(text, str) for text in pair)):
+            raise ValueError(f"Item {index} is not a (question, context) pair of strings: "
+                             f"{str(pair)[:80]!r}")
+        question, context = pair
+        for name, text in (("question", question), ("context", context)):
+            if not text.strip():
+                raise ValueError(f"Item {index} has an empty {name}; both texts are needed.")
+        doc_tokens, _ = split_context(context)
+        examples.append(SquadExample(qas_id=str(index), question_text=question,
+                                     doc_tokens=doc_tokens))
+    return examples
+
+
+def features_to_arrays(features, max_seq_length):
+    """dict name -> int32 [len(features), max_seq_length] of the signature's inputs."""
+    arrays = {name: np.zeros([len(features), max_seq_length], np.int32)
+              for name in inference.INPUT_NAMES}
+    for row, feature in enumerate(features):
+        ids = feature.ids_array()
+        arrays["input_ids"][row, :len(ids)] = ids
+        arrays["input_mask"][row, :len(ids)] = 1
+        arrays["segment_ids"][row, feature.doc_offset:len(ids)] = 1
+    return arrays
+
+
+class QAPredictor(inference.Predictor):
+    """Answers questions about contexts of any length with a SQuAD export, loaded once.
+
+    Long contexts are cut into windows as in training (`doc_stride`), every window runs through
+    the SavedModel, and the windows' spans are combined as write_predictions combines them.
+
+        predictor = inference.load_predictor("/tmp/squad/export/saved_model")
+        predictor.predict([("Who built the lighthouse?", "The lighthouse was built by ...")])
+        # [{"question": ..., "answer": "...", "probability": 0.93, "start_logit": ...,
+        #   "end_logit": ..., "null_odds": ... (version_2_with_negative), "nbest": [...]}]
+    """
+
+    def __init__(self, saved_model_dir, batch_size=32, doc_stride=128, max_query_length=64,
+                 n_best_size=20, max_answer_length=30, version_2_with_negative=False,
+                 null_score_diff_threshold=0.0):
+        """Loads the export; the other arguments are run_squad.py's flags of the same names."""
+        super().__init__(saved_model_dir, batch_size=batch_size)
+        if self.task != "squad":
+            raise cli.UsageError(f"{saved_model_dir} is a {self.task!r} export, not a SQuAD one; "
+                                 "export a run_squad.py checkpoint (export_model.py --task=squad)")
+        self.doc_stride = doc_stride
+        self.max_query_length = min(max_query_length, self.max_seq_length - 4)
+        self.n_best_size = n_best_size
+        self.max_answer_length = max_answer_length
+        self.version_2_with_negative = version_2_with_negative
+        self.null_score_diff_threshold = null_score_diff_threshold
+
+    def predict(self, pairs):
+        """Answers (question, context) pairs.
+
+        Returns:
+          One dict per pair: question, answer ("" = no answer, SQuAD 2.0 only), probability,
+          start_logit and end_logit of the answer's n-best entry, nbest (the n-best list as in
+          nbest_predictions.json) and, with version_2_with_negative, null_odds.
+        """
+        examples = examples_from_pairs(list(pairs))
+        features = []
+        convert_examples_to_features(examples, self.tokenizer, self.max_seq_length,
+                                     self.doc_stride, self.max_query_length, False,
+                                     features.append, log_examples=0, progress_name=None)
+        outputs = self.run_features(features_to_arrays(features, self.max_seq_length))
+        results = [RawResult(f.unique_id, outputs["start_logits"][i], outputs["end_logits"][i])
+                   for i, f in enumerate(features)]
+        answers, nbest, null_odds = compute_predictions(
+            examples, features, results, self.n_best_size, self.max_answer_length,
+            bool(self.config["do_lower_case"]), self.version_2_with_negative,
+            self.null_score_diff_threshold)
+        output = []
+        for example in examples:
+            answer = answers[example.qas_id]
+            entry = next((e for e in nbest[example.qas_id] if e["text"] == answer),
+                         nbest[example.qas_id][0])
+            item = {"question": example.question_text, "answer": answer,
+                    "probability": entry["probability"], "start_logit": entry["start_logit"],
+                    "end_logit": entry["end_logit"], "nbest": nbest[example.qas_id]}
+            if self.version_2_with_negative:
+                item["null_odds"] = null_odds[example.qas_id]
+            output.append(item)
+        return output

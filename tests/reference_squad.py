@@ -759,3 +759,118 @@ def evaluate_v2(dataset, preds, na_probs=None, na_prob_thresh=1.0):
         out_eval["best_f1"] = best_f1
         out_eval["best_f1_thresh"] = f1_thresh_value
     return out_eval
+
+
+# ------------------------------------------------------------------------------------------------
+# SQuAD-format data built from real text, shared by the tests and bench/bench_squad.py. Not part of
+# the reference: questions are made from sentences so that a real model can be checked to learn.
+# ------------------------------------------------------------------------------------------------
+
+_SENTENCE_END_RE = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'])")
+_WORD_RE = re.compile(r"\S+")
+_EDGE_PUNCTUATION = "\"'()[],.;:!?"
+# Answers: a number, or up to three capitalised words (a name), inside a sentence.
+_NUMBER_RE = re.compile(r"^\d[\d,.:]*$")
+
+
+def _is_name_word(word):
+    return word[:1].isupper() and word[1:].islower() and word.isalpha()
+
+
+def _answer_candidates(words):
+    """(first word, last word) index pairs of numbers and capitalised runs, not sentence-initial."""
+    candidates, i = [], 1
+    while i < len(words):
+        core = words[i].strip(_EDGE_PUNCTUATION)
+        if _NUMBER_RE.match(core):
+            candidates.append((i, i))
+        elif _is_name_word(core) and words[i][0] not in _EDGE_PUNCTUATION:
+            j = i
+            while (j + 1 < len(words) and j - i < 2 and words[j][-1] not in _EDGE_PUNCTUATION
+                   and _is_name_word(words[j + 1].strip(_EDGE_PUNCTUATION))
+                   and words[j + 1][0] not in _EDGE_PUNCTUATION):
+                j += 1
+            candidates.append((i, j))
+            i = j
+        i += 1
+    return candidates
+
+
+def _paragraphs(documents, max_words):
+    """Cuts documents into paragraphs of whole sentences, each at most about max_words words."""
+    for document in documents:
+        current, count = [], 0
+        for sentence in _SENTENCE_END_RE.split(" ".join(document.split())):
+            words = len(sentence.split())
+            if current and count + words > max_words:
+                yield " ".join(current)
+                current, count = [], 0
+            current.append(sentence)
+            count += words
+        if current and count >= max_words // 3:
+            yield " ".join(current)
+
+
+def cloze_question(context, rng, window=3):
+    """One question about `context`: a sentence's name or number, asked through its neighbours.
+
+    The question keeps `window` words on each side of the answer (edge punctuation removed), with
+    "what" in the answer's place, and ends with "?". Returns (question, answer text, answer_start)
+    or None when no sentence has a candidate answer.
+    """
+    matches = list(_WORD_RE.finditer(context))
+    words = [m.group() for m in matches]
+    # Sentence starts (a candidate may not be the first word of its sentence).
+    starts = [0] + [i + 1 for i, w in enumerate(words[:-1]) if w[-1] in ".!?"]
+    candidates = []
+    for k, first in enumerate(starts):
+        last = starts[k + 1] if k + 1 < len(starts) else len(words)
+        candidates += [(first + a, first + b, first, last)
+                       for a, b in _answer_candidates(words[first:last])]
+    if not candidates:
+        return None
+    a, b, first, last = candidates[rng.randrange(len(candidates))]
+    answer_start = matches[a].start()
+    answer_end = matches[b].end()
+    while context[answer_end - 1] in _EDGE_PUNCTUATION:
+        answer_end -= 1
+    left = [w.strip(_EDGE_PUNCTUATION) for w in words[max(first, a - window):a]]
+    right = [w.strip(_EDGE_PUNCTUATION) for w in words[b + 1:min(last, b + 1 + window)]]
+    question = " ".join(w for w in left + ["what"] + right if w) + "?"
+    return question, context[answer_start:answer_end], answer_start
+
+
+def cloze_squad(documents, num_questions, seed=12345, max_words=120, questions_per_paragraph=3,
+                version_2_with_negative=False, id_prefix="q"):
+    """A SQuAD-format dict of cloze questions about paragraphs of the given documents.
+
+    With version_2_with_negative, every fourth question is asked of a different paragraph than the
+    one it was made from and marked impossible (no answers), as in SQuAD 2.0.
+    """
+    import random
+
+    rng = random.Random(seed)
+    paragraphs = list(_paragraphs(documents, max_words))
+    data, count = [], 0
+    for index, context in enumerate(paragraphs):
+        qas = []
+        for _ in range(questions_per_paragraph):
+            if count >= num_questions:
+                break
+            impossible = version_2_with_negative and count % 4 == 3
+            source = paragraphs[(index + 7) % len(paragraphs)] if impossible else context
+            made = cloze_question(source, rng)
+            if made is None:
+                continue
+            question, text, start = made
+            qa = {"id": "%s%d" % (id_prefix, count), "question": question,
+                  "answers": [] if impossible else [{"text": text, "answer_start": start}]}
+            if version_2_with_negative:
+                qa["is_impossible"] = impossible
+            qas.append(qa)
+            count += 1
+        if qas:
+            data.append({"title": "p%d" % index, "paragraphs": [{"context": context, "qas": qas}]})
+        if count >= num_questions:
+            break
+    return {"version": "v2.0" if version_2_with_negative else "1.1", "data": data}
