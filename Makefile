@@ -28,7 +28,8 @@ $(VENV)/.installed: requirements.txt requirements-base.txt requirements-gpu.txt 
 	$(PY) -m pip install --quiet -r $(REQUIREMENTS) -r requirements-test.txt
 	@touch $@
 
-test: venv
+# The linter first (seconds), then the tests: a style error fails fast.
+test: lint
 	$(PY) -m pytest -q tests
 
 demo: venv
@@ -38,7 +39,6 @@ bench: venv
 	$(PY) bench/run_all.py
 
 lint: venv
-	$(PY) -m pip install --quiet ruff
 	$(VENV)/bin/ruff check .
 
 clean:

@@ -37,35 +37,43 @@ import numpy as np
 import tensorflow as tf
 from absl import flags
 
-import runtime
+import cli
 
 tf1 = tf.compat.v1
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("from_hf", None,
-                    "A Hugging Face BERT folder (config.json, vocab.txt, model.safetensors or "
-                    "pytorch_model.bin) to convert into a TF checkpoint in --output_dir.")
-flags.DEFINE_bool("to_hf", False,
-                  "Convert --init_checkpoint (with --bert_config_file and --vocab_file) into a "
-                  "Hugging Face folder in --output_dir.")
-flags.DEFINE_string("output_dir", None,
-                    "The directory to create. It must not exist yet, or hold only the files of an "
-                    "earlier conversion (they are replaced).")
-flags.DEFINE_string("init_checkpoint", None,
-                    "--to_hf: the checkpoint prefix to convert, e.g. /tmp/out/model.ckpt-1000 "
-                    "(a directory means its latest checkpoint).")
-flags.DEFINE_string("bert_config_file", None, "--to_hf: the bert_config.json of the checkpoint.")
-flags.DEFINE_string("vocab_file", None, "--to_hf: the vocab.txt of the checkpoint.")
-flags.DEFINE_bool("do_lower_case", True,
-                  "--to_hf: written into tokenizer_config.json; must match how the model was "
-                  "trained (True for uncased models).")
-flags.DEFINE_bool("allow_missing_pooler", False,
-                  "--from_hf: convert a model saved without pooler weights (e.g. BertForMaskedLM). "
-                  "The pooler is then initialised randomly by the scripts that use it.")
-flags.DEFINE_bool("ignore_unknown_tensors", False,
-                  "--from_hf: skip (and list) tensors the converter does not know, e.g. a "
-                  "task-specific head, instead of stopping.")
+def define_flags(flag_values=flags.FLAGS):
+    """The direction, the folders and the checkpoint files to convert."""
+    flags.DEFINE_string("from_hf", None,
+                        "A Hugging Face BERT folder (config.json, vocab.txt, model.safetensors or "
+                        "pytorch_model.bin) to convert into a TF checkpoint in --output_dir.",
+                        flag_values=flag_values)
+    flags.DEFINE_bool("to_hf", False,
+                      "Convert --init_checkpoint (with --bert_config_file and --vocab_file) into a "
+                      "Hugging Face folder in --output_dir.", flag_values=flag_values)
+    flags.DEFINE_string("output_dir", None,
+                        "The directory to create. It must not exist yet, or hold only the files of "
+                        "an earlier conversion (they are replaced).", flag_values=flag_values)
+    flags.DEFINE_string("init_checkpoint", None,
+                        "--to_hf: the checkpoint prefix to convert, e.g. /tmp/out/model.ckpt-1000 "
+                        "(a directory means its latest checkpoint).", flag_values=flag_values)
+    flags.DEFINE_string("bert_config_file", None, "--to_hf: the bert_config.json of the "
+                        "checkpoint.", flag_values=flag_values)
+    flags.DEFINE_string("vocab_file", None, "--to_hf: the vocab.txt of the checkpoint.",
+                        flag_values=flag_values)
+    flags.DEFINE_bool("do_lower_case", True,
+                      "--to_hf: written into tokenizer_config.json; must match how the model was "
+                      "trained (True for uncased models).", flag_values=flag_values)
+    flags.DEFINE_bool("allow_missing_pooler", False,
+                      "--from_hf: convert a model saved without pooler weights (e.g. "
+                      "BertForMaskedLM). "
+                      "The pooler is then initialised randomly by the scripts that use it.",
+                      flag_values=flag_values)
+    flags.DEFINE_bool("ignore_unknown_tensors", False,
+                      "--from_hf: skip (and list) tensors the converter does not know, e.g. a "
+                      "task-specific head, instead of stopping.", flag_values=flag_values)
+
 
 CKPT_NAME = "bert_model.ckpt"
 
@@ -190,35 +198,35 @@ def bert_config_from_hf(hf_config):
     """Our bert_config.json dict from a Hugging Face config.json dict.
 
     Raises:
-      runtime.UsageError: the model is not a plain BERT or computes something our model cannot.
+      cli.UsageError: the model is not a plain BERT or computes something our model cannot.
     """
     model_type = hf_config.get("model_type", "bert")
     architectures = hf_config.get("architectures") or []
     unknown = [a for a in architectures if not a.startswith("Bert")]
     if model_type != "bert" or unknown:
-        raise runtime.UsageError(
+        raise cli.UsageError(
             f"config.json describes model_type={model_type!r} architectures={architectures}; only "
             "BERT models (model_type 'bert', Bert* architectures) can be converted")
     cfg = dict(HF_DEFAULTS)
     cfg.update({k: v for k, v in hf_config.items() if k in HF_DEFAULTS})
     if hf_config.get("position_embedding_type", "absolute") != "absolute":
-        raise runtime.UsageError(
+        raise cli.UsageError(
             f"position_embedding_type={hf_config['position_embedding_type']!r} is not supported: "
             "modeling.BertModel has absolute position embeddings only")
     if hf_config.get("is_decoder") or hf_config.get("add_cross_attention"):
-        raise runtime.UsageError("config.json describes a decoder (is_decoder/add_cross_attention);"
+        raise cli.UsageError("config.json describes a decoder (is_decoder/add_cross_attention);"
                                  " only BERT encoders can be converted")
     if not np.isclose(float(cfg["layer_norm_eps"]), LAYER_NORM_EPS, rtol=1e-6, atol=0.0):
-        raise runtime.UsageError(
+        raise cli.UsageError(
             f"layer_norm_eps={cfg['layer_norm_eps']} but modeling.layer_norm uses {LAYER_NORM_EPS};"
             " the converted model would compute something else")
     act = str(cfg["hidden_act"]).lower()
     if act not in HF_TO_OUR_ACT:
-        raise runtime.UsageError(
+        raise cli.UsageError(
             f"hidden_act={cfg['hidden_act']!r} has no equivalent here (known: "
             f"{', '.join(sorted(HF_TO_OUR_ACT))})")
     if cfg["hidden_size"] % cfg["num_attention_heads"]:
-        raise runtime.UsageError(f"hidden_size {cfg['hidden_size']} is not a multiple of "
+        raise cli.UsageError(f"hidden_size {cfg['hidden_size']} is not a multiple of "
                                  f"num_attention_heads {cfg['num_attention_heads']}")
     config = {k: cfg[k] for k in BERT_CONFIG_KEYS}
     config["hidden_act"] = HF_TO_OUR_ACT[act]
@@ -229,7 +237,7 @@ def hf_config_from_bert(config, architecture):
     """A Hugging Face config.json dict from our bert_config.json dict."""
     act = str(config.get("hidden_act", "gelu")).lower()
     if act not in OUR_TO_HF_ACT:
-        raise runtime.UsageError(
+        raise cli.UsageError(
             f"hidden_act={config.get('hidden_act')!r} in the bert_config_file has no Hugging Face "
             f"equivalent (known: {', '.join(sorted(OUR_TO_HF_ACT))})")
     hf = {k: config[k] for k in BERT_CONFIG_KEYS if k != "hidden_act"}
@@ -242,19 +250,19 @@ def hf_config_from_bert(config, architecture):
 
 def read_json(path, what):
     if not tf.io.gfile.exists(path):
-        raise runtime.UsageError(f"{what} not found: {path}")
+        raise cli.UsageError(f"{what} not found: {path}")
     with tf.io.gfile.GFile(path, "r") as f:
         try:
             return json.loads(f.read())
         except json.JSONDecodeError as e:
-            raise runtime.UsageError(f"{what} {path} is not valid JSON ({e})") from None
+            raise cli.UsageError(f"{what} {path} is not valid JSON ({e})") from None
 
 
 def read_bert_config(path):
     config = read_json(path, "bert_config_file")
     missing = [k for k in BERT_CONFIG_KEYS if k not in config and k != "hidden_act"]
     if missing:
-        raise runtime.UsageError(f"bert_config_file {path} lacks {', '.join(missing)}")
+        raise cli.UsageError(f"bert_config_file {path} lacks {', '.join(missing)}")
     return config
 
 
@@ -282,7 +290,7 @@ def _load_safetensors(paths):
             # bfloat16 files load too: importing TensorFlow registered numpy's bfloat16 (ml_dtypes).
             tensors.update(load_file(path))
         except (SafetensorError, OSError) as e:
-            raise runtime.UsageError(f"cannot read {path}: {e}") from None
+            raise cli.UsageError(f"cannot read {path}: {e}") from None
     return tensors
 
 
@@ -290,7 +298,7 @@ def _load_pytorch_bins(paths):
     try:
         import torch  # pylint: disable=import-outside-toplevel
     except ImportError:
-        raise runtime.UsageError(
+        raise cli.UsageError(
             f"{os.path.basename(paths[0])} needs PyTorch to read and torch is not installed; "
             "install torch, or save the model as model.safetensors") from None
     tensors = {}
@@ -324,7 +332,7 @@ def load_hf_tensors(directory):
         if os.path.exists(path):
             paths = _shards(directory, name) if kind == "index" else [path]
             return loader(paths), name
-    raise runtime.UsageError(
+    raise cli.UsageError(
         f"{directory} has no model.safetensors or pytorch_model.bin (TF/Flax-only folders are not "
         "supported)")
 
@@ -343,7 +351,7 @@ def hf_tensors_to_variables(tensors, config, allow_missing_pooler=False,
       (OrderedDict-like dict tf_name -> float32 array, list of notes about what was skipped).
 
     Raises:
-      runtime.UsageError: a tensor is missing, has a shape other than the config implies, or is
+      cli.UsageError: a tensor is missing, has a shape other than the config implies, or is
         unknown.
     """
     # Strip the `bert.` prefix that BertForPreTraining & co. put in front of the encoder.
@@ -354,7 +362,7 @@ def hf_tensors_to_variables(tensors, config, allow_missing_pooler=False,
         short = re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", short)
         short = re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", short)
         if short in stripped:
-            raise runtime.UsageError(f"tensor {short} appears twice (with and without 'bert.')")
+            raise cli.UsageError(f"tensor {short} appears twice (with and without 'bert.')")
         stripped[short] = value
 
     mapping = list(encoder_mapping(config["num_hidden_layers"]))
@@ -364,7 +372,7 @@ def hf_tensors_to_variables(tensors, config, allow_missing_pooler=False,
     elif allow_missing_pooler:
         notes.append("no pooler weights: bert/pooler/dense will be initialised randomly")
     else:
-        raise runtime.UsageError(
+        raise cli.UsageError(
             "the model has no pooler weights (pooler.dense.*); pass --allow_missing_pooler to "
             "convert it anyway (the pooler is then random)")
     if any(k.startswith("cls.predictions.") for k in stripped):
@@ -377,14 +385,14 @@ def hf_tensors_to_variables(tensors, config, allow_missing_pooler=False,
     used = set()
     for hf_name, tf_name, transpose in mapping:
         if hf_name not in stripped:
-            raise runtime.UsageError(
+            raise cli.UsageError(
                 f"tensor {hf_name} is missing from the model file (config.json says "
                 f"{config['num_hidden_layers']} layers)")
         value = _to_numpy_float32(stripped[hf_name])
         if transpose:
             value = np.ascontiguousarray(value.T)
         if list(value.shape) != shapes[tf_name]:
-            raise runtime.UsageError(
+            raise cli.UsageError(
                 f"tensor {hf_name} has shape {list(stripped[hf_name].shape)} but config.json "
                 f"implies {shapes[tf_name][::-1] if transpose else shapes[tf_name]}")
         variables[tf_name] = value
@@ -397,7 +405,7 @@ def hf_tensors_to_variables(tensors, config, allow_missing_pooler=False,
     for name, twin in tied.items():
         if name in stripped:
             if twin not in stripped or not np.array_equal(stripped[name], stripped[twin]):
-                raise runtime.UsageError(
+                raise cli.UsageError(
                     f"{name} is not tied to {twin}; the MLM output layer here always is")
             used.add(name)
     unknown = sorted(k for k in stripped if k not in used and k not in HARMLESS_HF_TENSORS)
@@ -405,7 +413,7 @@ def hf_tensors_to_variables(tensors, config, allow_missing_pooler=False,
         listing = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5
                                             else "")
         if not ignore_unknown_tensors:
-            raise runtime.UsageError(
+            raise cli.UsageError(
                 f"unknown tensors {listing}: not a plain BERT encoder/pretraining model; pass "
                 "--ignore_unknown_tensors to skip them")
         notes.append(f"skipped unknown tensors: {listing}")
@@ -426,11 +434,11 @@ def write_tf_checkpoint(variables, prefix):
 def check_vocab(vocab_file, vocab_size):
     """Returns the number of lines of vocab_file; stops if ids would fall outside the embeddings."""
     if not tf.io.gfile.exists(vocab_file):
-        raise runtime.UsageError(f"vocab file not found: {vocab_file}")
+        raise cli.UsageError(f"vocab file not found: {vocab_file}")
     with tf.io.gfile.GFile(vocab_file, "rb") as f:
         lines = sum(1 for _ in f)
     if lines > vocab_size:
-        raise runtime.UsageError(f"{vocab_file} has {lines} entries but vocab_size is {vocab_size}")
+        raise cli.UsageError(f"{vocab_file} has {lines} entries but vocab_size is {vocab_size}")
     if lines < vocab_size:
         tf1.logging.info("vocab.txt has %d entries, vocab_size is %d (unused rows are normal)",
                          lines, vocab_size)
@@ -440,7 +448,7 @@ def check_vocab(vocab_file, vocab_size):
 def from_hf(hf_dir, output_dir, allow_missing_pooler=False, ignore_unknown_tensors=False):
     """Converts a Hugging Face BERT folder into a TF checkpoint folder (see module docstring)."""
     if not os.path.isdir(hf_dir):
-        raise runtime.UsageError(f"--from_hf {hf_dir} is not a directory")
+        raise cli.UsageError(f"--from_hf {hf_dir} is not a directory")
     check_output_dir(output_dir)
     hf_config = read_json(os.path.join(hf_dir, "config.json"), "config.json")
     config = bert_config_from_hf(hf_config)
@@ -454,7 +462,7 @@ def from_hf(hf_dir, output_dir, allow_missing_pooler=False, ignore_unknown_tenso
     heads = [h for h, p in (("MLM", "cls/predictions/"), ("NSP", "cls/seq_relationship/"))
              if any(n.startswith(p) for n in variables)]
 
-    with runtime.atomic_output(output_dir) as tmp_dir:
+    with cli.atomic_output(output_dir) as tmp_dir:
         tf.io.gfile.makedirs(tmp_dir)
         write_tf_checkpoint(variables, os.path.join(tmp_dir, CKPT_NAME))
         with tf.io.gfile.GFile(os.path.join(tmp_dir, "bert_config.json"), "w") as f:
@@ -525,9 +533,9 @@ def tf_variables_to_hf(reader, config):
     tensors, used = {}, set()
     for hf_name, tf_name, transpose in mapping:
         if tf_name not in available:
-            raise runtime.UsageError(f"variable {tf_name} is missing from the checkpoint")
+            raise cli.UsageError(f"variable {tf_name} is missing from the checkpoint")
         if list(available[tf_name]) != shapes[tf_name]:
-            raise runtime.UsageError(
+            raise cli.UsageError(
                 f"variable {tf_name} has shape {list(available[tf_name])} but the bert_config_file "
                 f"implies {shapes[tf_name]}")
         value = np.asarray(reader.get_tensor(tf_name))
@@ -544,7 +552,7 @@ def tf_variables_to_hf(reader, config):
         if name in used:
             continue
         if name.startswith("bert/") and not name.endswith(("/adam_m", "/adam_v")):
-            raise runtime.UsageError(
+            raise cli.UsageError(
                 f"variable {name} is not part of a BERT encoder with {config['num_hidden_layers']}"
                 " layers; is --bert_config_file the right one?")
         skipped.setdefault(_skip_reason(name), []).append(name)
@@ -560,20 +568,6 @@ def _make_readable(path):
     os.chmod(path, 0o666 & ~umask)
 
 
-def resolve_checkpoint(path):
-    """A checkpoint prefix from a prefix or a directory (its latest checkpoint)."""
-    if tf.io.gfile.isdir(path):
-        latest = tf.train.latest_checkpoint(path)
-        if latest is None:
-            raise runtime.UsageError(
-                f"--init_checkpoint {path} is a directory without a checkpoint")
-        return latest
-    if not tf.io.gfile.exists(path + ".index"):
-        raise runtime.UsageError(f"--init_checkpoint {path}: no {path}.index (pass the prefix, "
-                                 "e.g. .../model.ckpt-1000)")
-    return path
-
-
 def to_hf(init_checkpoint, bert_config_file, vocab_file, output_dir, do_lower_case=True):
     """Converts our checkpoint into a Hugging Face folder (see the module docstring)."""
     from safetensors.numpy import save_file  # pylint: disable=import-outside-toplevel
@@ -581,14 +575,14 @@ def to_hf(init_checkpoint, bert_config_file, vocab_file, output_dir, do_lower_ca
     check_output_dir(output_dir)
     config = read_bert_config(bert_config_file)
     check_vocab(vocab_file, config["vocab_size"])
-    checkpoint = resolve_checkpoint(init_checkpoint)
+    checkpoint = cli.resolve_checkpoint(init_checkpoint)
     reader = tf.train.load_checkpoint(checkpoint)
     tensors, architecture, skipped = tf_variables_to_hf(reader, config)
     hf_config = hf_config_from_bert(config, architecture)
     tokenizer_config = {"do_lower_case": bool(do_lower_case), "tokenizer_class": "BertTokenizer",
                         "model_max_length": config["max_position_embeddings"]}
 
-    with runtime.atomic_output(output_dir) as tmp_dir:
+    with cli.atomic_output(output_dir) as tmp_dir:
         tf.io.gfile.makedirs(tmp_dir)
         # transformers refuses safetensors files whose metadata does not name a framework.
         weights_path = os.path.join(tmp_dir, "model.safetensors")
@@ -617,29 +611,31 @@ def check_output_dir(output_dir):
     if not tf.io.gfile.exists(output_dir):
         return
     if not tf.io.gfile.isdir(output_dir):
-        raise runtime.UsageError(f"--output_dir {output_dir} exists and is not a directory")
+        raise cli.UsageError(f"--output_dir {output_dir} exists and is not a directory")
     foreign = [n for n in tf.io.gfile.listdir(output_dir) if not KNOWN_OUTPUT_FILES.match(n)]
     if foreign:
-        raise runtime.UsageError(
+        raise cli.UsageError(
             f"--output_dir {output_dir} already holds other files "
             f"({', '.join(sorted(foreign)[:3])}); choose a new directory")
 
 
-def validate_flags():
-    if bool(FLAGS.from_hf) == bool(FLAGS.to_hf):
-        raise runtime.UsageError("pass exactly one of --from_hf=DIR or --to_hf")
-    if not FLAGS.output_dir:
-        raise runtime.UsageError("--output_dir is required")
-    if FLAGS.to_hf:
-        missing = [f"--{n}" for n in ("init_checkpoint", "bert_config_file", "vocab_file")
-                   if not getattr(FLAGS, n)]
+def validate_flags(from_hf_dir, to_hf_wanted, output_dir, to_hf_inputs):
+    """Checks the flag combination; `to_hf_inputs` maps the flags --to_hf needs to their values."""
+    if bool(from_hf_dir) == bool(to_hf_wanted):
+        raise cli.UsageError("pass exactly one of --from_hf=DIR or --to_hf")
+    if not output_dir:
+        raise cli.UsageError("--output_dir is required")
+    if to_hf_wanted:
+        missing = [f"--{name}" for name, value in to_hf_inputs.items() if not value]
         if missing:
-            raise runtime.UsageError(f"--to_hf needs {', '.join(missing)}")
+            raise cli.UsageError(f"--to_hf needs {', '.join(missing)}")
 
 
 def main(_):
     tf1.logging.set_verbosity(tf1.logging.INFO)
-    validate_flags()
+    validate_flags(FLAGS.from_hf, FLAGS.to_hf, FLAGS.output_dir, {
+        "init_checkpoint": FLAGS.init_checkpoint, "bert_config_file": FLAGS.bert_config_file,
+        "vocab_file": FLAGS.vocab_file})
     if FLAGS.from_hf:
         from_hf(FLAGS.from_hf, FLAGS.output_dir, FLAGS.allow_missing_pooler,
                 FLAGS.ignore_unknown_tensors)
@@ -649,5 +645,6 @@ def main(_):
 
 
 if __name__ == "__main__":
+    define_flags()
     flags.mark_flag_as_required("output_dir")
-    runtime.run_main(main)
+    cli.run_main(main)

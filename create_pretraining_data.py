@@ -63,58 +63,72 @@ import re
 import struct
 import time
 
-from absl import flags
 import tensorflow as tf
+from absl import flags
 
-import runtime
+import cli
 import tokenization
 
 tf1 = tf.compat.v1
 
 FLAGS = flags.FLAGS
 
-# The reference's 11 flags: same names, types, defaults and meaning.
-flags.DEFINE_string(
-    "input_file", None,
-    "Input raw text file (or comma-separated list of files); each element may be a glob.")
-flags.DEFINE_string(
-    "output_file", None,
-    "Output TF example file (or comma-separated list of files). In streaming mode (--num_workers "
-    ">= 1): one path per input shard, or one path used as the prefix of '-0000k-of-0000n' files.")
-flags.DEFINE_string("vocab_file", None,
-                    "The vocabulary file that the BERT model was trained on.")
-flags.DEFINE_bool(
-    "do_lower_case", True,
-    "Whether to lower case the input text. Should be True for uncased models and False for cased "
-    "models.")
-flags.DEFINE_bool("do_whole_word_mask", False,
-                  "Whether to use whole word masking rather than per-WordPiece masking.")
-flags.DEFINE_integer("max_seq_length", 128, "Maximum sequence length.")
-flags.DEFINE_integer("max_predictions_per_seq", 20,
-                     "Maximum number of masked LM predictions per sequence.")
-flags.DEFINE_integer("random_seed", 12345, "Random seed for data generation.")
-flags.DEFINE_integer("dupe_factor", 10,
-                     "Number of times to duplicate the input data (with different masks).")
-flags.DEFINE_float("masked_lm_prob", 0.15, "Masked LM probability.")
-flags.DEFINE_float(
-    "short_seq_prob", 0.1,
-    "Probability of creating sequences which are shorter than the maximum length.")
+def define_flags(flag_values=flags.FLAGS):
+    """The reference's 11 flags and the streaming-mode flags."""
+    # The reference's 11 flags: same names, types, defaults and meaning.
+    flags.DEFINE_string(
+        "input_file", None,
+        "Input raw text file (or comma-separated list of files); each element may be a glob.",
+        flag_values=flag_values)
+    flags.DEFINE_string(
+        "output_file", None,
+        "Output TF example file (or comma-separated list of files). In streaming mode "
+        "(--num_workers "
+        ">= 1): one path per input shard, or one path used as the prefix of '-0000k-of-0000n' "
+        "files.", flag_values=flag_values)
+    flags.DEFINE_string("vocab_file", None,
+                        "The vocabulary file that the BERT model was trained on.",
+                        flag_values=flag_values)
+    flags.DEFINE_bool(
+        "do_lower_case", True,
+        "Whether to lower case the input text. Should be True for uncased models and False for "
+        "cased models.", flag_values=flag_values)
+    flags.DEFINE_bool("do_whole_word_mask", False,
+                      "Whether to use whole word masking rather than per-WordPiece masking.",
+                      flag_values=flag_values)
+    flags.DEFINE_integer("max_seq_length", 128, "Maximum sequence length.", flag_values=flag_values)
+    flags.DEFINE_integer("max_predictions_per_seq", 20,
+                         "Maximum number of masked LM predictions per sequence.",
+                         flag_values=flag_values)
+    flags.DEFINE_integer("random_seed", 12345, "Random seed for data generation.",
+                         flag_values=flag_values)
+    flags.DEFINE_integer("dupe_factor", 10,
+                         "Number of times to duplicate the input data (with different masks).",
+                         flag_values=flag_values)
+    flags.DEFINE_float("masked_lm_prob", 0.15, "Masked LM probability.", flag_values=flag_values)
+    flags.DEFINE_float(
+        "short_seq_prob", 0.1,
+        "Probability of creating sequences which are shorter than the maximum length.",
+        flag_values=flag_values)
 
-# New flags.
-flags.DEFINE_integer(
-    "num_workers", 0,
-    "0 (default): reference mode, byte-identical to the reference script. N >= 1: streaming mode "
-    "with N worker processes; every input file is an independent shard written to its own output "
-    "file, and the output does not depend on N (see the module docstring).")
-flags.DEFINE_integer(
-    "shuffle_buffer_size", 10000,
-    "Streaming mode only: instances of a shard pass through a seeded shuffle buffer of this many "
-    "serialized examples before being written (0 or 1 = write in creation order).")
-flags.DEFINE_bool(
-    "chinese_whole_word_mask", False,
-    "Input words are separated by spaces (e.g. Chinese after word segmentation): mask all "
-    "WordPieces of one space-separated word together. Implies --do_whole_word_mask. Tokens and ids "
-    "are unchanged.")
+    # New flags.
+    flags.DEFINE_integer(
+        "num_workers", 0,
+        "0 (default): reference mode, byte-identical to the reference script. N >= 1: streaming "
+        "mode with N worker processes; every input file is an independent shard written to its own "
+        "output file, and the output does not depend on N (see the module docstring).",
+        flag_values=flag_values)
+    flags.DEFINE_integer(
+        "shuffle_buffer_size", 10000,
+        "Streaming mode only: instances of a shard pass through a seeded shuffle buffer of this "
+        "many serialized examples before being written (0 or 1 = write in creation order).",
+        flag_values=flag_values)
+    flags.DEFINE_bool(
+        "chinese_whole_word_mask", False,
+        "Input words are separated by spaces (e.g. Chinese after word segmentation): mask all "
+        "WordPieces of one space-separated word together. Implies --do_whole_word_mask. Tokens and "
+        "ids are unchanged.", flag_values=flag_values)
+
 
 CLS_TOKEN = "[CLS]"
 SEP_TOKEN = "[SEP]"
@@ -349,7 +363,7 @@ class InstanceMaker:
                     is_random_next = False
                     for j in range(a_end, chunk_size):
                         tokens_b.extend(current_chunk[j])
-                truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng)
+                truncate_seq_pair_at_random(tokens_a, tokens_b, max_num_tokens, rng)
                 assert tokens_a and tokens_b
 
                 tokens = [self.cls_id]
@@ -445,7 +459,7 @@ class InstanceMaker:
         return output, positions, [labels[p] for p in positions]
 
 
-def truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng):
+def truncate_seq_pair_at_random(tokens_a, tokens_b, max_num_tokens, rng):
     """Truncates a pair of lists in place to a total of at most `max_num_tokens`.
 
     The longer list loses one token at a time (B when equal), from the front or the back with equal
@@ -691,7 +705,7 @@ class TokenCoder:
         try:
             return [vocab[t] for t in tokens]
         except KeyError as e:
-            raise runtime.UsageError(
+            raise cli.UsageError(
                 f"the tokenizer produced {e.args[0]!r}, which is not in the vocab: check that "
                 "--vocab_file has [UNK] and matches --do_lower_case") from None
 
@@ -723,14 +737,14 @@ class TokenCoder:
         all_documents = [[]]
         num_bytes = 0
         for path in input_files:
-            for line_number, raw in enumerate(_read_lines(path), 1):
+            for line_number, raw in enumerate(_document_lines(path), 1):
                 num_bytes += len(raw)
                 if progress is not None:
                     progress.update(len(raw))
                 try:
                     line = raw.decode("utf-8")
                 except UnicodeDecodeError as e:
-                    raise runtime.UsageError(
+                    raise cli.UsageError(
                         f"{path}:{line_number} is not valid UTF-8 ({e.reason} at byte {e.start}): "
                         "convert the input to UTF-8") from None
                 line = line.strip()
@@ -743,7 +757,7 @@ class TokenCoder:
         return [d for d in all_documents if d], num_bytes
 
 
-def _read_lines(path):
+def _document_lines(path):
     """Yields the raw lines (bytes) of a file; like GFile.readline, splits on "\\n" only."""
     if "://" in path:
         with tf.io.gfile.GFile(path, "rb") as reader:
@@ -826,7 +840,7 @@ def _maker_for(tokenizer, options, sample_masked_positions=False):
     vocab = tokenizer.vocab
     missing = [t for t in (CLS_TOKEN, SEP_TOKEN, MASK_TOKEN) if t not in vocab]
     if missing:
-        raise runtime.UsageError(
+        raise cli.UsageError(
             f"the vocab has no {', '.join(missing)}: pass a BERT WordPiece vocab (--vocab_file) "
             "that contains [CLS], [SEP] and [MASK]")
     return InstanceMaker(options.max_seq_length, options.short_seq_prob, options.masked_lm_prob,
@@ -916,7 +930,7 @@ def _write_records_round_robin(records, output_files, tokenizer, progress):
     with contextlib.ExitStack() as stack:
         writers = []
         for path in output_files:
-            tmp_path = stack.enter_context(runtime.atomic_output(path))
+            tmp_path = stack.enter_context(cli.atomic_output(path))
             writers.append(stack.enter_context(tf.io.TFRecordWriter(tmp_path)))
         num_writers = len(writers)
         for serialized in records:
@@ -947,11 +961,11 @@ def create_reference_mode(input_files, output_files, tokenizer, options):
     rng = random.Random(options.random_seed)
     coder = TokenCoder(tokenizer, options.whole_word_mask, options.chinese_whole_word_mask)
     total_kb = max(1, sum(_file_size(p) for p in input_files) // 1024)
-    reading = _KbProgress(runtime.ProgressLogger(total=total_kb, unit="KB", name="reading text"))
+    reading = _KbProgress(cli.ProgressLogger(total=total_kb, unit="KB", name="reading text"))
     documents, num_bytes = coder.read_documents(input_files, reading)
     reading.done()
     if not documents:
-        raise runtime.UsageError(
+        raise cli.UsageError(
             f"no documents in {', '.join(input_files)}: the input must be UTF-8 text with one "
             "sentence per line and a blank line between documents")
     tf1.logging.info("Read %d documents, %d sentences, %.2f MB", len(documents),
@@ -962,7 +976,7 @@ def create_reference_mode(input_files, output_files, tokenizer, options):
     maker = _maker_for(tokenizer, options)
     encoder = ExampleEncoder(options.max_seq_length, options.max_predictions_per_seq,
                              len(tokenizer.vocab))
-    progress = runtime.ProgressLogger(total=options.dupe_factor * len(documents),
+    progress = cli.ProgressLogger(total=options.dupe_factor * len(documents),
                                       unit="documents", name="creating instances")
     serialize = encoder.serialize
     records = [serialize(*instance) for instance in
@@ -974,7 +988,7 @@ def create_reference_mode(input_files, output_files, tokenizer, options):
     tf1.logging.info("*** Writing to output files ***")
     for path in output_files:
         tf1.logging.info("  %s", path)
-    writing = runtime.ProgressLogger(total=len(records), unit="instances", name="writing")
+    writing = cli.ProgressLogger(total=len(records), unit="instances", name="writing")
     count = _write_records_round_robin(records, output_files, tokenizer, writing)
     writing.done()
     seconds = time.time() - start
@@ -1019,7 +1033,7 @@ def shard_output_files(output_file, num_shards):
     if len(paths) == num_shards:
         return paths
     if len(paths) != 1:
-        raise runtime.UsageError(
+        raise cli.UsageError(
             f"--output_file lists {len(paths)} paths but there are {num_shards} input shards: in "
             "streaming mode give one path per input file, or a single path used as a prefix")
     return [f"{paths[0]}-{k:05d}-of-{num_shards:05d}" for k in range(num_shards)]
@@ -1064,9 +1078,9 @@ def process_shard(shard_index, input_path, output_path, tokenizer, options, log_
     buffer_size = max(1, options.shuffle_buffer_size)
     buffer = []
     count = 0
-    progress = runtime.ProgressLogger(total=options.dupe_factor * len(documents),
+    progress = cli.ProgressLogger(total=options.dupe_factor * len(documents),
                                       unit="documents", name=f"shard {shard_index}")
-    with runtime.atomic_output(output_path) as tmp_path:
+    with cli.atomic_output(output_path) as tmp_path:
         with tf.io.TFRecordWriter(tmp_path) as writer:
 
             def write(serialized):
@@ -1114,7 +1128,7 @@ def create_streaming_mode(input_files, output_file, tokenizer, options):
     # Biggest shards first, so that the last worker to finish does not start a big shard late.
     tasks.sort(key=lambda task: -_file_size(task[1]))
     total_kb = max(1, sum(_file_size(p) for p in input_files) // 1024)
-    progress = runtime.ProgressLogger(total=total_kb, unit="KB", name="shards")
+    progress = cli.ProgressLogger(total=total_kb, unit="KB", name="shards")
     totals = {"documents": 0, "instances": 0, "bytes": 0}
     num_workers = min(options.num_workers, len(tasks))
     tf1.logging.info("Streaming mode: %d shards, %d worker process(es), outputs %s%s",
@@ -1146,7 +1160,7 @@ def create_streaming_mode(input_files, output_file, tokenizer, options):
                 collect(result)
     progress.done()
     if totals["documents"] == 0:
-        raise runtime.UsageError(
+        raise cli.UsageError(
             f"no documents in {', '.join(input_files)}: the input must be UTF-8 text with one "
             "sentence per line and a blank line between documents")
     seconds = time.time() - start
@@ -1162,41 +1176,32 @@ def create_streaming_mode(input_files, output_file, tokenizer, options):
 # ------------------------------------------------------------------------------------------------
 
 
-def expand_input_files(input_file):
-    """The reference's globbing: every comma-separated element through tf.io.gfile.glob."""
-    input_files = []
-    for pattern in input_file.split(","):
-        if pattern:
-            input_files.extend(tf.io.gfile.glob(pattern))
-    return input_files
-
-
 def validate_options(options, input_file, output_file):
     """Checks flags before any work; raises UsageError naming the problem and the fix."""
     if not tf.io.gfile.exists(options.vocab_file):
-        raise runtime.UsageError(
+        raise cli.UsageError(
             f"--vocab_file {options.vocab_file} does not exist: pass the vocab.txt of the model "
             "you will pretrain (e.g. uncased_L-12_H-768_A-12/vocab.txt)")
     if options.max_seq_length < MIN_MAX_SEQ_LENGTH:
-        raise runtime.UsageError(
+        raise cli.UsageError(
             f"--max_seq_length={options.max_seq_length} is too small: [CLS] A [SEP] B [SEP] needs "
             f"at least {MIN_MAX_SEQ_LENGTH}; use 128 or 512 as for the released models")
     if options.max_predictions_per_seq < 0:
-        raise runtime.UsageError("--max_predictions_per_seq must be >= 0 (20 for length 128)")
+        raise cli.UsageError("--max_predictions_per_seq must be >= 0 (20 for length 128)")
     if not 0.0 <= options.masked_lm_prob <= 1.0:
-        raise runtime.UsageError(
+        raise cli.UsageError(
             f"--masked_lm_prob={options.masked_lm_prob} must be between 0 and 1 (usually 0.15)")
     if not 0.0 <= options.short_seq_prob <= 1.0:
-        raise runtime.UsageError(
+        raise cli.UsageError(
             f"--short_seq_prob={options.short_seq_prob} must be between 0 and 1 (usually 0.1)")
     if options.dupe_factor < 1:
-        raise runtime.UsageError(f"--dupe_factor={options.dupe_factor} must be >= 1")
+        raise cli.UsageError(f"--dupe_factor={options.dupe_factor} must be >= 1")
     if options.num_workers < 0:
-        raise runtime.UsageError(
+        raise cli.UsageError(
             f"--num_workers={options.num_workers} must be 0 (reference mode) or the number of "
             "worker processes")
     if options.shuffle_buffer_size < 0:
-        raise runtime.UsageError("--shuffle_buffer_size must be >= 0")
+        raise cli.UsageError("--shuffle_buffer_size must be >= 0")
     expected = int(round(options.max_seq_length * options.masked_lm_prob))
     if options.max_predictions_per_seq < expected:
         # The reference allows this (it caps the predictions), so it stays a warning.
@@ -1207,18 +1212,17 @@ def validate_options(options, input_file, output_file):
             options.max_predictions_per_seq, expected, options.max_predictions_per_seq,
             options.max_predictions_per_seq / options.max_seq_length, options.masked_lm_prob,
             expected)
-    input_files = expand_input_files(input_file)
-    if not input_files:
-        raise runtime.UsageError(
-            f"--input_file={input_file} matched no files: check the path or glob (comma-separated "
-            "list allowed)")
+    # The reference's globbing and order; a pattern that matches nothing is an error here (the
+    # reference skips it silently, which turns a typo into missing data).
+    input_files = cli.expand_input_files(input_file, "--input_file", "raw text file(s), one "
+                                         "sentence per line")
     output_files = [p for p in output_file.split(",") if p]
     if not output_files:
-        raise runtime.UsageError("--output_file is empty: give an output TFRecord path")
+        raise cli.UsageError("--output_file is empty: give an output TFRecord path")
     for path in output_files:
         directory = os.path.dirname(path)
         if directory and not tf.io.gfile.isdir(directory):
-            raise runtime.UsageError(
+            raise cli.UsageError(
                 f"the directory of --output_file {path} does not exist: create it first")
     return input_files, output_files
 
@@ -1244,7 +1248,8 @@ def main(_):
 
 
 if __name__ == "__main__":
+    define_flags()
     flags.mark_flag_as_required("input_file")
     flags.mark_flag_as_required("output_file")
     flags.mark_flag_as_required("vocab_file")
-    runtime.run_main(main)
+    cli.run_main(main)

@@ -1,22 +1,20 @@
-"""Shared runtime for every runner: Estimator setup, distribution, warm start, export, progress.
-
-The reference builds a TPUEstimator in every runner and nothing else. This module builds it once:
+"""Estimators and the one run loop: what every trainer does with its model_fn and input_fns.
 
 * `build_runner(model_fn, options, model_dir, ...)` returns a `Runner` around a TPUEstimator (with
   `--use_tpu`, or on request with use_tpu=False for tests) or a plain `tf.estimator.Estimator` on
   CPU/GPU, optionally with MirroredStrategy (several GPUs, or logical CPU devices) or
   MultiWorkerMirroredStrategy (TF_CONFIG). The same model_fn serves both: it returns
-  `make_spec(...)`, which builds a TPUEstimatorSpec or an EstimatorSpec as the estimator needs.
-* `Runner.train / evaluate / predict / train_and_evaluate / export`: resume or warm start said
-  plainly in the log, evaluation after each checkpoint with early stopping and a copy of the best
-  checkpoint in `<model_dir>/best/`, SavedModel export written atomically.
-* Inside model_fn: `init_from_checkpoint`, `create_train_op` (calls optimization.create_optimizer
-  with the runtime options), `make_spec`, `serving_input_fn_builder`.
-* Script helpers: `UsageError`, `run_main`, `atomic_output`, `ProgressLogger`, `write_eval_results`,
-  `decode_record`, and the shared flag groups (`define_*_flags`, `RuntimeOptions.from_flags`).
+  `training.make_spec(...)`, which builds a TPUEstimatorSpec or an EstimatorSpec as needed.
+* `Runner.train / evaluate / predict / train_and_evaluate / train_with_evaluator`: resume or warm
+  start said plainly in the log, evaluation after each checkpoint with early stopping and a copy of
+  the best checkpoint in `<model_dir>/best/`.
+* `run_train_and_eval(...)`: the phase dispatch every trainer shares (early stopping, else train
+  then evaluate; `eval_results.txt`; which checkpoint prediction and export then use). Metrics come
+  from the model_fn's eval_metrics, or from a task's own `evaluate_fn(checkpoint)` when they are
+  computed outside the graph (SQuAD F1, entity F1).
 
-This module never reads FLAGS itself: runners define the flag groups, then pass
-`RuntimeOptions.from_flags(FLAGS)`.
+`RuntimeOptions.from_flags(FLAGS)` carries the shared flag groups of `cli.py`; this module never
+reads FLAGS itself. model_fn building blocks are in `training.py`, loaded models in `inference.py`.
 
 Decisions worth knowing:
 * `--distribution_strategy=mirrored` without GPUs uses the logical CPU devices when the process
@@ -26,8 +24,6 @@ Decisions worth knowing:
   optimizer still gets use_amp, so dynamic loss scaling wraps it; harmless in float32).
 * `--num_accumulation_steps=k` feeds micro-batches of train_batch_size / k examples; the optimizer
   applies one update (one global step) per k micro-batches, so max_steps counts full-batch updates.
-* Export always goes through a plain CPU Estimator built on the same model_fn (never the TPU graph),
-  which sidesteps TPUEstimator's export_to_tpu trap and works after TPUEstimator and Estimator runs.
 * MirroredStrategy all-reduces with ReductionToOneDevice on CPUs and NCCL on GPUs: the eager
   default (collective ops) hangs inside the Estimator's tf1 Session.
 * MultiWorkerMirroredStrategy must be created before TensorFlow initialises its runtime, so call
@@ -40,472 +36,23 @@ Decisions worth knowing:
 """
 
 import collections
-import contextlib
 import dataclasses
-import datetime
 import json
-import logging
 import os
 import re
-import sys
 import tempfile
 import time
 from typing import Optional
 
-from absl import app
-from absl import flags
 import tensorflow as tf
+
+import cli
+import training
 
 tf1 = tf.compat.v1
 
-# Graph collections through which make_spec / create_train_op hand tensors to the Runner's hooks.
-_LOSS_COLLECTION = "bert_runtime_train_loss"
-_LR_COLLECTION = "bert_runtime_learning_rate"
-
 _BEST_DIR_NAME = "best"
 _BEST_INFO_FILE = "best_checkpoint.json"
-
-
-# ------------------------------------------------------------------------------------------------
-# Errors, files, progress
-# ------------------------------------------------------------------------------------------------
-
-
-class UsageError(Exception):
-    """Bad user input or flags. The message is one line naming the problem and the fix."""
-
-
-# Exceptions that describe a problem with the user's input rather than a bug in the code.
-_USER_ERRORS = (
-    UsageError,
-    FileNotFoundError,
-    tf.errors.NotFoundError,
-    UnicodeDecodeError,
-    ValueError,
-)
-
-
-def _one_line(message):
-    return " ".join(str(message).split())
-
-
-def _error_message(error):
-    if isinstance(error, tf.errors.OpError):
-        return _one_line(error.message) or type(error).__name__
-    return _one_line(error) or type(error).__name__
-
-
-def _log_each_line_once():
-    """Leaves TensorFlow's log records to absl's handler alone.
-
-    `tf.get_logger()` has a handler of its own and also propagates to the root logger, where absl
-    installs its handler once the app starts, so every `tf1.logging` line would print twice. absl's
-    format (with a timestamp and the source line) is the one kept.
-    """
-    tf_logger = logging.getLogger("tensorflow")
-    for handler in list(tf_logger.handlers):
-        tf_logger.removeHandler(handler)
-    tf_logger.propagate = True
-
-
-def run_main(main, argv=None):
-    """Runs `main` like `absl.app.run`; user errors become one `ERROR:` line and exit status 1.
-
-    Args:
-      main: the script's `main(argv)`.
-      argv: optional argument list (defaults to sys.argv).
-
-    Set the environment variable BERT_DEBUG=1 to get the full traceback instead.
-    """
-
-    def _main_with_clean_errors(args):
-        _log_each_line_once()
-        try:
-            return main(args)
-        except _USER_ERRORS as e:
-            if os.environ.get("BERT_DEBUG", "") not in ("", "0"):
-                raise
-            sys.stdout.flush()
-            sys.stderr.write(f"ERROR: {_error_message(e)}\n")
-            sys.stderr.flush()
-            sys.exit(1)
-
-    app.run(_main_with_clean_errors, argv=argv)
-
-
-def _remove_path(path):
-    if tf.io.gfile.isdir(path):
-        tf.io.gfile.rmtree(path)
-    elif tf.io.gfile.exists(path):
-        tf.io.gfile.remove(path)
-
-
-@contextlib.contextmanager
-def atomic_output(path):
-    """Yields a temporary path next to `path`; renames it to `path` only if the block succeeds.
-
-    Works for files and directories (write a directory at the yielded path to produce one). On an
-    exception the temporary file or directory is removed and `path` is left untouched.
-
-    Args:
-      path: final file or directory path (local or gs://).
-
-    Yields:
-      `<dir>/.<name>.tmp-<pid>`, which does not exist yet.
-    """
-    path = path.rstrip("/") or path
-    dirname, name = os.path.split(path)
-    if dirname:
-        tf.io.gfile.makedirs(dirname)
-    tmp_path = os.path.join(dirname, f".{name}.tmp-{os.getpid()}")
-    _remove_path(tmp_path)
-    try:
-        yield tmp_path
-    except BaseException:
-        _remove_path(tmp_path)
-        raise
-    if not tf.io.gfile.exists(tmp_path):
-        tf1.logging.warning("atomic_output: nothing was written for %s", path)
-        return
-    if tf.io.gfile.isdir(tmp_path):
-        # A directory cannot be renamed over a non-empty one: move the old one aside first, so that
-        # `path` is always either the complete old or the complete new directory.
-        old_path = os.path.join(dirname, f".{name}.old-{os.getpid()}")
-        if tf.io.gfile.exists(path):
-            _remove_path(old_path)
-            tf.io.gfile.rename(path, old_path)
-        tf.io.gfile.rename(tmp_path, path)
-        _remove_path(old_path)
-    else:
-        tf.io.gfile.rename(tmp_path, path, overwrite=True)
-
-
-def _format_duration(seconds):
-    if seconds is None or seconds != seconds or seconds == float("inf"):
-        return "?"
-    return str(datetime.timedelta(seconds=int(round(seconds))))
-
-
-class ProgressLogger:
-    """Logs counts, rate and ETA of a long loop, at most every `every_seconds`.
-
-    Example line: `features: 1,234/5,000 examples (24.7%), 320.1 examples/s, ETA 0:00:12`.
-    """
-
-    def __init__(self, total=None, unit="examples", name="", every_seconds=10.0):
-        self.total = total
-        self.unit = unit
-        self.name = name or "progress"
-        self.every_seconds = every_seconds
-        self.count = 0
-        self._start = time.time()
-        self._last_log = self._start
-        self._finished = False
-
-    @property
-    def elapsed(self):
-        return time.time() - self._start
-
-    @property
-    def rate(self):
-        elapsed = self.elapsed
-        return self.count / elapsed if elapsed > 0 else 0.0
-
-    def _line(self):
-        rate = self.rate
-        if self.total:
-            percent = 100.0 * self.count / self.total
-            eta = (self.total - self.count) / rate if rate > 0 else None
-            return (
-                f"{self.name}: {self.count:,}/{self.total:,} {self.unit} ({percent:.1f}%), "
-                f"{rate:,.1f} {self.unit}/s, ETA {_format_duration(eta)}"
-            )
-        return f"{self.name}: {self.count:,} {self.unit}, {rate:,.1f} {self.unit}/s"
-
-    def update(self, n=1):
-        """Adds `n` to the count and logs if `every_seconds` passed since the last line."""
-        self.count += n
-        now = time.time()
-        if now - self._last_log >= self.every_seconds:
-            self._last_log = now
-            tf1.logging.info(self._line())
-
-    def done(self):
-        """Logs the final line: total, rate and elapsed time (only once)."""
-        if self._finished:
-            return
-        self._finished = True
-        tf1.logging.info(
-            "%s: done, %s %s in %s (%s %s/s)",
-            self.name,
-            f"{self.count:,}",
-            self.unit,
-            _format_duration(self.elapsed),
-            f"{self.rate:,.1f}",
-            self.unit,
-        )
-
-
-def write_eval_results(result, output_dir, file_name="eval_results.txt"):
-    """Logs and writes an eval result dict in the reference format (sorted `key = value` lines).
-
-    Args:
-      result: dict of metric name -> value (as returned by Estimator.evaluate).
-      output_dir: directory to write into (created if needed).
-      file_name: name of the result file.
-
-    Returns:
-      The path of the written file.
-    """
-    tf.io.gfile.makedirs(output_dir)
-    path = os.path.join(output_dir, file_name)
-    tf1.logging.info("***** Eval results *****")
-    with atomic_output(path) as tmp_path:
-        with tf.io.gfile.GFile(tmp_path, "w") as writer:
-            for key in sorted(result.keys()):
-                tf1.logging.info("  %s = %s", key, str(result[key]))
-                writer.write(f"{key} = {result[key]}\n")
-    return path
-
-
-def decode_record(record, name_to_features):
-    """Parses one serialized tf.train.Example and casts int64 features to int32 (TPUs need int32).
-
-    Args:
-      record: scalar string tensor, a serialized tf.train.Example.
-      name_to_features: dict name -> tf.io.FixedLenFeature / VarLenFeature.
-
-    Returns:
-      dict name -> tensor, int64 features cast to int32.
-    """
-    example = tf.io.parse_single_example(record, name_to_features)
-    for name in list(example.keys()):
-        tensor = example[name]
-        if tensor.dtype == tf.int64:
-            example[name] = tf.cast(tensor, tf.int32)
-    return example
-
-
-# ------------------------------------------------------------------------------------------------
-# Flags
-# ------------------------------------------------------------------------------------------------
-
-
-def _define(define_fn, name, default, help_text, flag_values=None, **kwargs):
-    # Runners may import each other (the reference's tfhub runner imports run_classifier), so a
-    # group can be requested twice in one process: skip flags that already exist.
-    flag_values = flags.FLAGS if flag_values is None else flag_values
-    if name in flag_values:
-        return
-    define_fn(name, default, help=help_text, flag_values=flag_values, **kwargs)
-
-
-def define_tpu_flags(flag_values=None):
-    """Defines the reference TPU flags (use_tpu, tpu_name, tpu_zone, gcp_project, master, ...).
-
-    Args:
-      flag_values: absl FlagValues to define them in (default: the global FLAGS).
-    """
-    _define(
-        flags.DEFINE_bool,
-        "use_tpu",
-        False,
-        "Whether to use TPU or GPU/CPU.",
-        flag_values=flag_values,
-    )
-    _define(
-        flags.DEFINE_string,
-        "tpu_name",
-        None,
-        "The Cloud TPU to use for training. This should be either the name used when creating the "
-        "Cloud TPU, or a grpc://ip.address.of.tpu:8470 url.",
-        flag_values=flag_values,
-    )
-    _define(
-        flags.DEFINE_string,
-        "tpu_zone",
-        None,
-        "[Optional] GCE zone where the Cloud TPU is located in. If not specified, we will attempt "
-        "to automatically detect the GCE project from metadata.",
-        flag_values=flag_values,
-    )
-    _define(
-        flags.DEFINE_string,
-        "gcp_project",
-        None,
-        "[Optional] Project name for the Cloud TPU-enabled project. If not specified, we will "
-        "attempt to automatically detect the GCE project from metadata.",
-        flag_values=flag_values,
-    )
-    _define(
-        flags.DEFINE_string,
-        "master",
-        None,
-        "[Optional] TensorFlow master URL.",
-        flag_values=flag_values,
-    )
-    _define(
-        flags.DEFINE_integer,
-        "num_tpu_cores",
-        8,
-        "Only used if `use_tpu` is True. Total number of TPU cores to use.",
-        flag_values=flag_values,
-    )
-
-
-def define_checkpoint_flags(
-    save_checkpoints_steps=1000, iterations_per_loop=1000, flag_values=None
-):
-    """Defines save_checkpoints_steps and iterations_per_loop with the runner's defaults."""
-    _define(
-        flags.DEFINE_integer,
-        "save_checkpoints_steps",
-        save_checkpoints_steps,
-        "How often to save the model checkpoint.",
-        flag_values=flag_values,
-    )
-    _define(
-        flags.DEFINE_integer,
-        "iterations_per_loop",
-        iterations_per_loop,
-        "How many steps to make in each estimator call.",
-        flag_values=flag_values,
-    )
-
-
-def define_runtime_flags(flag_values=None):
-    """Defines the device, precision and optimizer flags that the reference does not have."""
-    _define(
-        flags.DEFINE_integer,
-        "num_gpus",
-        1,
-        "Number of GPUs to train on. More than one trains with MirroredStrategy over the first "
-        "num_gpus GPUs (the train batch is split across them).",
-        flag_values=flag_values,
-    )
-    _define(
-        flags.DEFINE_enum,
-        "distribution_strategy",
-        "none",
-        "Distribution strategy when not on TPU: none (one device; --num_gpus>1 still selects "
-        "mirrored), mirrored (all local GPUs, or logical CPU devices), multi_worker_mirrored "
-        "(several machines described by the TF_CONFIG environment variable).",
-        enum_values=["none", "mirrored", "multi_worker_mirrored"],
-        flag_values=flag_values,
-    )
-    _define(
-        flags.DEFINE_bool,
-        "use_xla",
-        False,
-        "Compile the training graph with XLA (JIT).",
-        flag_values=flag_values,
-    )
-    _define(
-        flags.DEFINE_bool,
-        "use_amp",
-        False,
-        "Automatic mixed precision: float16 math with dynamic loss scaling on GPU. Without a GPU "
-        "training continues in float32.",
-        flag_values=flag_values,
-    )
-    _define(
-        flags.DEFINE_integer,
-        "num_accumulation_steps",
-        1,
-        "Accumulate gradients over this many micro-batches of train_batch_size / "
-        "num_accumulation_steps examples before each update (saves memory; same effective batch).",
-        flag_values=flag_values,
-    )
-    _define(
-        flags.DEFINE_enum,
-        "optimizer",
-        "adamw",
-        "Optimizer: adamw (the reference's AdamWeightDecayOptimizer) or lamb.",
-        enum_values=["adamw", "lamb"],
-        flag_values=flag_values,
-    )
-    _define(
-        flags.DEFINE_integer,
-        "keep_checkpoint_max",
-        5,
-        "Maximum number of recent checkpoints kept in the output directory.",
-        flag_values=flag_values,
-    )
-    _define(
-        flags.DEFINE_integer,
-        "save_summary_steps",
-        100,
-        "Write TensorBoard summaries (loss, learning rate) every this many steps.",
-        flag_values=flag_values,
-    )
-    _define(
-        flags.DEFINE_integer,
-        "tf_random_seed",
-        None,
-        "Graph-level random seed for reproducible initialisation and dropout (None: random).",
-        flag_values=flag_values,
-    )
-    _define(
-        flags.DEFINE_integer,
-        "log_step_count_steps",
-        100,
-        "Log step, loss, learning rate, examples/s and ETA every this many steps.",
-        flag_values=flag_values,
-    )
-
-
-def define_eval_during_training_flags(flag_values=None):
-    """Defines throttle_secs, max_steps_without_decrease, early_stopping_metric, min_steps."""
-    _define(
-        flags.DEFINE_integer,
-        "throttle_secs",
-        0,
-        "With evaluation during training: evaluate at most every this many seconds, at a new "
-        "checkpoint (0 = after every checkpoint).",
-        flag_values=flag_values,
-    )
-    _define(
-        flags.DEFINE_integer,
-        "max_steps_without_decrease",
-        0,
-        "Early stopping: stop when the early_stopping_metric has not improved for this many "
-        "training steps (0 = off).",
-        flag_values=flag_values,
-    )
-    _define(
-        flags.DEFINE_string,
-        "early_stopping_metric",
-        "eval_loss",
-        "Eval metric watched by early stopping and used to pick the best checkpoint. Names "
-        "containing 'loss' are minimised, all others maximised.",
-        flag_values=flag_values,
-    )
-    _define(
-        flags.DEFINE_integer,
-        "min_steps",
-        0,
-        "Early stopping never stops training before this global step.",
-        flag_values=flag_values,
-    )
-
-
-def define_export_flags(flag_values=None):
-    """Defines do_export and export_dir."""
-    _define(
-        flags.DEFINE_bool,
-        "do_export",
-        False,
-        "Export a SavedModel (serving signature input_ids, input_mask, segment_ids) after "
-        "training; with early stopping the best checkpoint is exported.",
-        flag_values=flag_values,
-    )
-    _define(
-        flags.DEFINE_string,
-        "export_dir",
-        None,
-        "Directory for the SavedModel export (default: <output_dir>/export).",
-        flag_values=flag_values,
-    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -564,26 +111,24 @@ class RuntimeOptions:
     def validate(self):
         """Raises UsageError for values that cannot work, naming the flag and the fix."""
         if self.num_accumulation_steps < 1:
-            raise UsageError(
+            raise cli.UsageError(
                 f"--num_accumulation_steps={self.num_accumulation_steps} must be at least 1."
             )
         if self.num_gpus < 0:
-            raise UsageError(f"--num_gpus={self.num_gpus} must be 0 or more.")
+            raise cli.UsageError(f"--num_gpus={self.num_gpus} must be 0 or more.")
         if self.save_checkpoints_steps is not None and self.save_checkpoints_steps < 1:
-            raise UsageError(
+            raise cli.UsageError(
                 f"--save_checkpoints_steps={self.save_checkpoints_steps} must be at least 1."
             )
         if self.keep_checkpoint_max < 1:
-            raise UsageError(f"--keep_checkpoint_max={self.keep_checkpoint_max} must be >= 1.")
+            raise cli.UsageError(f"--keep_checkpoint_max={self.keep_checkpoint_max} must be >= 1.")
         if self.distribution_strategy not in ("none", "mirrored", "multi_worker_mirrored"):
-            raise UsageError(
+            raise cli.UsageError(
                 f"--distribution_strategy={self.distribution_strategy!r} is not one of "
                 "none, mirrored, multi_worker_mirrored."
             )
-        if self.optimizer not in ("adamw", "lamb"):
-            raise UsageError(f"--optimizer={self.optimizer!r} is not one of adamw, lamb.")
         if self.use_tpu and self.distribution_strategy != "none":
-            raise UsageError(
+            raise cli.UsageError(
                 "--use_tpu cannot be combined with --distribution_strategy="
                 f"{self.distribution_strategy}; drop one of them (TPUEstimator shards over "
                 "--num_tpu_cores itself)."
@@ -610,7 +155,7 @@ def _tf_config():
     try:
         return json.loads(raw)
     except json.JSONDecodeError as e:
-        raise UsageError(f"TF_CONFIG is not valid JSON ({e}); fix the environment variable.")
+        raise cli.UsageError(f"TF_CONFIG is not valid JSON ({e}); fix the environment variable.")
 
 
 def _make_strategy(options):
@@ -623,7 +168,7 @@ def _make_strategy(options):
         tf_config = _tf_config()
         workers = tf_config.get("cluster", {}).get("worker", [])
         if not workers or "task" not in tf_config:
-            raise UsageError(
+            raise cli.UsageError(
                 "--distribution_strategy=multi_worker_mirrored needs TF_CONFIG with a "
                 "cluster.worker list and this process's task, e.g. TF_CONFIG='{\"cluster\": "
                 '{"worker": ["host1:2222", "host2:2222"]}, '
@@ -635,7 +180,7 @@ def _make_strategy(options):
             strategy = tf.distribute.experimental.MultiWorkerMirroredStrategy()
         except RuntimeError as e:
             raise ValueError(
-                f"MultiWorkerMirroredStrategy could not start ({_one_line(e)}); call "
+                f"MultiWorkerMirroredStrategy could not start ({cli.one_line(e)}); call "
                 "runtime.build_runner before running any TensorFlow op in the process."
             ) from e
         gpus = _gpu_names()
@@ -651,13 +196,13 @@ def _make_strategy(options):
         if gpus:
             count = options.num_gpus if options.num_gpus > 1 else len(gpus)
             if count > len(gpus):
-                raise UsageError(
+                raise cli.UsageError(
                     f"--num_gpus={options.num_gpus} but only {len(gpus)} GPU(s) are visible "
                     f"({', '.join(gpus)}); lower --num_gpus."
                 )
             devices = gpus[:count]
         elif options.num_gpus > 1 and options.distribution_strategy == "none":
-            raise UsageError(
+            raise cli.UsageError(
                 f"--num_gpus={options.num_gpus} but no GPU is visible; use --num_gpus=1 to train "
                 "on CPU (check CUDA and the tensorflow[and-cuda] install for GPUs)."
             )
@@ -768,7 +313,7 @@ def checkpoint_step(checkpoint_path):
 
 def _split_batch(total, parts, what, fix):
     if total % parts:
-        raise UsageError(f"{what} ({total}) is not divisible by {parts}; {fix}")
+        raise cli.UsageError(f"{what} ({total}) is not divisible by {parts}; {fix}")
     return total // parts
 
 
@@ -798,7 +343,7 @@ def build_runner(
       A Runner.
 
     Raises:
-      UsageError: for batch sizes that do not divide, missing TF_CONFIG, too few GPUs.
+      cli.UsageError: for batch sizes that do not divide, missing TF_CONFIG, too few GPUs.
     """
     options.validate()
     _configure_xla_flags(options)
@@ -891,7 +436,7 @@ def _build_tpu_estimator(
         ),
     )
     full_params = dict(
-        params, use_tpu=options.use_tpu, tpu_estimator=True, runtime_options=options
+        params, tpu_estimator=True, runtime_options=options
     )
     estimator = tf1.estimator.tpu.TPUEstimator(
         use_tpu=options.use_tpu,
@@ -919,7 +464,7 @@ def _build_estimator(model_fn, options, model_dir, strategy, params):
     run_config = tf.estimator.RunConfig(
         train_distribute=strategy, **_run_config_settings(options, model_dir)
     )
-    full_params = dict(params, use_tpu=False, tpu_estimator=False, runtime_options=options)
+    full_params = dict(params, tpu_estimator=False, runtime_options=options)
     return tf.estimator.Estimator(model_fn=model_fn, config=run_config, params=full_params)
 
 
@@ -987,12 +532,13 @@ class Runner:
 
     # -- training -------------------------------------------------------------------------------
 
-    def _latest_checkpoint(self):
+    def latest_checkpoint(self):
+        """The newest checkpoint in model_dir, or None."""
         return tf.train.latest_checkpoint(self.model_dir)
 
     def _log_start_state(self, max_steps):
         """Logs resume / fresh start; returns False if the checkpoint already reached max_steps."""
-        checkpoint = self._latest_checkpoint()
+        checkpoint = self.latest_checkpoint()
         if checkpoint is None:
             tf1.logging.info(
                 "No checkpoint in %s: training starts at step 0 (from --init_checkpoint when "
@@ -1044,7 +590,7 @@ class Runner:
           The global step reached (None if unknown).
         """
         if not self._log_start_state(max_steps):
-            return checkpoint_step(self._latest_checkpoint())
+            return checkpoint_step(self.latest_checkpoint())
         if self.is_multi_worker:
             # Estimator.train refuses TF_CONFIG-driven multi-worker training; train_and_evaluate
             # runs it through the distribute coordinator. Without an 'evaluator' task in TF_CONFIG
@@ -1062,7 +608,7 @@ class Runner:
                 max_steps=max_steps,
                 hooks=self._train_hooks(max_steps),
             )
-        checkpoint = self._latest_checkpoint()
+        checkpoint = self.latest_checkpoint()
         return checkpoint_step(checkpoint) if checkpoint else None
 
     def evaluate(self, input_fn, steps=None, checkpoint_path=None, name=None):
@@ -1137,7 +683,7 @@ class Runner:
         )
         tf.estimator.train_and_evaluate(self.estimator, train_spec, eval_spec)
 
-        final_step = checkpoint_step(self._latest_checkpoint())
+        final_step = checkpoint_step(self.latest_checkpoint())
         stopped_early = final_step is not None and final_step < max_steps
         if stopped_early:
             tf1.logging.info(
@@ -1163,6 +709,54 @@ class Runner:
             stopped_early=stopped_early,
         )
 
+    def train_with_evaluator(self, train_input_fn, evaluate_fn, max_steps):
+        """Like train_and_evaluate, for metrics computed outside the graph (SQuAD F1, entity F1).
+
+        Trains to the next multiple of save_checkpoints_steps, calls `evaluate_fn(checkpoint)`,
+        keeps a copy of the best checkpoint in best/ and stops when the early-stopping metric has
+        not improved for max_steps_without_decrease steps (not before min_steps). Resumes like
+        train(): the best value so far is read back from best/.
+
+        Args:
+          train_input_fn: as for train().
+          evaluate_fn: `evaluate_fn(checkpoint_path) -> dict` of metric name -> number.
+          max_steps: target global step.
+
+        Returns:
+          TrainEvalResult(best_checkpoint, best_metric, final_metrics, stopped_early).
+        """
+        options = self.options
+        metric = options.early_stopping_metric
+        previous = _BestCheckpointCopier.read_best(self.best_dir)
+        if not self._log_start_state(max_steps):
+            return TrainEvalResult(previous.get("checkpoint"), previous.get("value"), {}, False)
+        copier = _BestCheckpointCopier(metric, self.best_dir)
+        interval = max(1, options.save_checkpoints_steps or max_steps)
+        step = checkpoint_step(self.latest_checkpoint()) or 0
+        best_step = previous.get("step") or step
+        result, stopped_early = {}, False
+        while step < max_steps:
+            target = min(max_steps, (step // interval + 1) * interval)
+            self.estimator.train(input_fn=self._train_input_fn(train_input_fn), max_steps=target,
+                                 hooks=self._train_hooks(max_steps))
+            checkpoint = self.latest_checkpoint()
+            step = checkpoint_step(checkpoint)
+            result = dict(evaluate_fn(checkpoint), global_step=step)
+            tf1.logging.info("Evaluation at step %d: %s", step, ", ".join(
+                f"{k} = {v}" for k, v in sorted(result.items())))
+            if copier.export(self.estimator, None, checkpoint, result, False) is not None:
+                best_step = step
+            patience = options.max_steps_without_decrease
+            if (patience > 0 and options.min_steps <= step < max_steps
+                    and step - best_step >= patience):
+                stopped_early = True
+                tf1.logging.info("Early stopping ended training at step %d of %d: %s did not "
+                                 "improve for %d steps.", step, max_steps, metric,
+                                 step - best_step)
+                break
+        best = _BestCheckpointCopier.read_best(self.best_dir)
+        return TrainEvalResult(best.get("checkpoint"), best.get("value"), result, stopped_early)
+
     def _early_stopping_hook(self, metric):
         options = self.options
         make_hook = (
@@ -1180,54 +774,6 @@ class Runner:
             run_every_secs=None,
             run_every_steps=max(1, options.save_checkpoints_steps or 1),
         )
-
-    # -- export ---------------------------------------------------------------------------------
-
-    def _cpu_estimator(self):
-        # Export (and nothing else) uses a plain Estimator on the same model_fn: a serving graph for
-        # CPU/GPU, whatever estimator trained the checkpoint.
-        params = dict(
-            self._params, use_tpu=False, tpu_estimator=False, runtime_options=self.options
-        )
-        config = tf.estimator.RunConfig(
-            model_dir=self.model_dir, session_config=tf1.ConfigProto(allow_soft_placement=True)
-        )
-        return tf.estimator.Estimator(model_fn=self._model_fn, config=config, params=params)
-
-    def export(self, serving_input_fn, export_dir, checkpoint_path=None):
-        """Writes a SavedModel `<export_dir>/<timestamp>` atomically and returns its path.
-
-        Args:
-          serving_input_fn: e.g. serving_input_fn_builder(max_seq_length).
-          export_dir: base directory of the export (created if needed).
-          checkpoint_path: checkpoint to export (default: the latest in model_dir).
-
-        Raises:
-          ValueError: if there is no checkpoint to export.
-        """
-        checkpoint_path = checkpoint_path or self._latest_checkpoint()
-        if checkpoint_path is None:
-            raise ValueError(
-                f"No checkpoint in {self.model_dir} to export: train first (--do_train) or pass "
-                "a checkpoint."
-            )
-        checkpoint_path = _resolve_checkpoint(checkpoint_path, "checkpoint to export")
-        tf.io.gfile.makedirs(export_dir)
-        staging = os.path.join(export_dir, f".export-tmp-{os.getpid()}")
-        _remove_path(staging)
-        try:
-            exported = self._cpu_estimator().export_saved_model(
-                staging, serving_input_fn, checkpoint_path=checkpoint_path
-            )
-            if isinstance(exported, bytes):
-                exported = exported.decode("utf-8")
-            final = os.path.join(export_dir, os.path.basename(exported.rstrip("/")))
-            _remove_path(final)
-            tf.io.gfile.rename(exported, final)
-        finally:
-            _remove_path(staging)
-        tf1.logging.info("Exported SavedModel of %s to %s", checkpoint_path, final)
-        return final
 
 
 def _lower_is_better(metric_name):
@@ -1280,7 +826,7 @@ class _BestCheckpointCopier(tf.estimator.Exporter):
         self._best_value = value
         step = _to_python(eval_result.get("global_step"))
         name = os.path.basename(checkpoint_path)
-        with atomic_output(self._best_dir) as tmp_dir:
+        with cli.atomic_output(self._best_dir) as tmp_dir:
             tf.io.gfile.makedirs(tmp_dir)
             for source in tf.io.gfile.glob(checkpoint_path + ".*"):
                 tf.io.gfile.copy(
@@ -1330,8 +876,8 @@ class _TrainProgressHook(tf1.train.SessionRunHook):
         self._global_step = tf1.train.get_global_step()
         self._fetches = {}
         if self._fetch_tensors:
-            losses = tf1.get_collection(_LOSS_COLLECTION)
-            rates = tf1.get_collection(_LR_COLLECTION)
+            losses = tf1.get_collection(training.LOSS_COLLECTION)
+            rates = tf1.get_collection(training.LR_COLLECTION)
             if losses:
                 # One entry per replica under MirroredStrategy: log their mean.
                 self._fetches["loss"] = tf.add_n([tf.cast(x, tf.float32) for x in losses]) / len(
@@ -1377,7 +923,7 @@ class _TrainProgressHook(tf1.train.SessionRunHook):
         else:
             parts.append(f"{steps_per_sec:,.2f} steps/s")
         if self._max_steps and steps_per_sec > 0:
-            parts.append(f"ETA {_format_duration((self._max_steps - step) / steps_per_sec)}")
+            parts.append(f"ETA {cli.format_duration((self._max_steps - step) / steps_per_sec)}")
         return ", ".join(parts)
 
     def end(self, session):
@@ -1386,210 +932,73 @@ class _TrainProgressHook(tf1.train.SessionRunHook):
         elapsed = time.time() - self._start_time
         steps = self._last_step - self._start_step
         message = f"Training stopped at step {self._last_step:,}: {steps:,} steps in "
-        message += _format_duration(elapsed)
+        message += cli.format_duration(elapsed)
         if self._examples_per_step and elapsed > 0:
             message += f" ({steps * self._examples_per_step / elapsed:,.1f} examples/s)"
         tf1.logging.info(message)
 
 
+
 # ------------------------------------------------------------------------------------------------
-# Inside model_fn
+# The phases every trainer shares
 # ------------------------------------------------------------------------------------------------
 
 
-def _resolve_checkpoint(checkpoint, what="--init_checkpoint"):
-    """Accepts a checkpoint prefix or a directory holding checkpoints; returns the prefix."""
-    if tf.io.gfile.isdir(checkpoint):
-        latest = tf.train.latest_checkpoint(checkpoint)
-        if latest is None:
-            raise FileNotFoundError(
-                f"{what} {checkpoint} is a directory without a checkpoint; pass the checkpoint "
-                "prefix, e.g. .../bert_model.ckpt."
-            )
-        return latest
-    if not tf.io.gfile.exists(checkpoint + ".index"):
-        raise FileNotFoundError(
-            f"{what} {checkpoint}: no such checkpoint ({checkpoint}.index is missing); pass the "
-            "prefix without .index/.data-*, e.g. .../bert_model.ckpt."
-        )
-    return checkpoint
+def run_train_and_eval(runner, output_dir, do_train, do_eval, train_input_fn=None, max_steps=None,
+                       eval_input_fn=None, eval_steps=None, evaluate_fn=None,
+                       eval_results_of="best"):
+    """Trains and/or evaluates as the flags ask; returns the checkpoint for predict and export.
 
-
-def init_from_checkpoint(init_checkpoint, use_tpu):
-    """Warm-starts the trainable variables that exist in `init_checkpoint` and logs them.
-
-    Call inside model_fn after building the model. On TPU, init_from_checkpoint must run inside the
-    Scaffold function, so the work is wrapped in a scaffold_fn for TPUEstimatorSpec.
+    With early stopping (--max_steps_without_decrease > 0, do_train and do_eval) training is
+    evaluated at every checkpoint, the best one is kept in best/, and `eval_results.txt` describes
+    that best checkpoint, the one prediction and export then use. Otherwise: train, then evaluate
+    the latest checkpoint.
 
     Args:
-      init_checkpoint: checkpoint prefix (or a directory with a checkpoint), or None/"" for none.
-      use_tpu: whether the model runs on a TPU.
+      runner: from build_runner.
+      output_dir: where `eval_results.txt` goes.
+      do_train: train to `max_steps` with `train_input_fn`.
+      do_eval: evaluate and write `eval_results.txt`.
+      train_input_fn: `input_fn(params)` of training batches.
+      max_steps: target global step.
+      eval_input_fn: `input_fn(params)` for the model_fn's eval metrics.
+      eval_steps: batches per evaluation (None: the whole eval input).
+      evaluate_fn: instead of eval_input_fn, `evaluate_fn(checkpoint_path or None) -> dict` for
+        metrics computed outside the graph.
+      eval_results_of: under early stopping, what eval_results.txt describes: "best" (the
+        checkpoint that prediction and export use) or "last" (the last evaluation during
+        training; pretraining, which continues from the last checkpoint).
 
     Returns:
-      scaffold_fn (TPU with a checkpoint) or None.
+      The best checkpoint under early stopping, else None (meaning: the latest in output_dir).
     """
-    tvars = tf1.trainable_variables()
-    initialized_variable_names = {}
-    scaffold_fn = None
-    if init_checkpoint:
-        import modeling  # Imported here so that runtime stays importable without the model code.
 
-        init_checkpoint = _resolve_checkpoint(init_checkpoint)
-        assignment_map, initialized_variable_names = modeling.get_assignment_map_from_checkpoint(
-            tvars, init_checkpoint
-        )
-        if use_tpu:
+    def evaluate(checkpoint):
+        if evaluate_fn is not None:
+            return evaluate_fn(checkpoint or runner.latest_checkpoint())
+        return runner.evaluate(eval_input_fn, steps=eval_steps, checkpoint_path=checkpoint)
 
-            def tpu_scaffold():
-                tf1.train.init_from_checkpoint(init_checkpoint, assignment_map)
-                return tf1.train.Scaffold()
-
-            scaffold_fn = tpu_scaffold
+    best_checkpoint = None
+    if do_train and do_eval and runner.options.max_steps_without_decrease > 0:
+        if evaluate_fn is not None:
+            outcome = runner.train_with_evaluator(train_input_fn, evaluate_fn, max_steps)
         else:
-            tf1.train.init_from_checkpoint(init_checkpoint, assignment_map)
-
-    tf1.logging.info("**** Trainable Variables ****")
-    for var in tvars:
-        init_string = ", *INIT_FROM_CKPT*" if var.name in initialized_variable_names else ""
-        tf1.logging.info("  name = %s, shape = %s%s", var.name, var.shape, init_string)
-    if init_checkpoint:
-        count = sum(1 for var in tvars if var.name in initialized_variable_names)
-        tf1.logging.info(
-            "Initialized %d of %d variables from %s", count, len(tvars), init_checkpoint
-        )
-    return scaffold_fn
-
-
-def _reference_learning_rate(init_lr, num_train_steps, num_warmup_steps):
-    """The reference schedule (linear warmup, then linear decay from step 0), for logging only."""
-    global_step = tf.cast(tf1.train.get_or_create_global_step(), tf.float32)
-    decay_steps = float(max(1, num_train_steps))
-    progress = tf.minimum(global_step, decay_steps) / decay_steps
-    learning_rate = init_lr * (1.0 - progress)
-    if num_warmup_steps:
-        warmup_rate = init_lr * global_step / float(num_warmup_steps)
-        is_warmup = tf.cast(global_step < float(num_warmup_steps), tf.float32)
-        learning_rate = (1.0 - is_warmup) * learning_rate + is_warmup * warmup_rate
-    return learning_rate
-
-
-def create_train_op(loss, params, init_lr, num_train_steps, num_warmup_steps):
-    """Builds the train op with optimization.create_optimizer and the runtime options.
-
-    Args:
-      loss: scalar float loss tensor.
-      params: model_fn's params (needs "runtime_options" and "use_tpu").
-      init_lr: peak learning rate.
-      num_train_steps: decay horizon (global steps).
-      num_warmup_steps: linear warmup steps.
-
-    Returns:
-      The train op (it increments the global step once per optimizer update).
-    """
-    import optimization  # Imported here so that runtime stays importable without optimization.
-
-    options = params.get("runtime_options") or RuntimeOptions()
-    use_tpu = bool(params.get("use_tpu", False))
-    collection_before = len(tf1.get_collection("learning_rate"))
-    train_op = optimization.create_optimizer(
-        loss,
-        init_lr,
-        num_train_steps,
-        num_warmup_steps,
-        use_tpu,
-        optimizer_name=options.optimizer,
-        num_accumulation_steps=options.num_accumulation_steps,
-        use_amp=options.use_amp,
-    )
-    # Prefer the optimizer's own learning-rate tensor if optimization.py publishes one in the
-    # "learning_rate" collection; else rebuild the reference schedule from the global step.
-    published = tf1.get_collection("learning_rate")[collection_before:]
-    learning_rate = published[-1] if published else _reference_learning_rate(
-        init_lr, num_train_steps, num_warmup_steps
-    )
-    tf1.add_to_collection(_LR_COLLECTION, learning_rate)
-    if not use_tpu and _is_first_replica():
-        tf1.summary.scalar("learning_rate", learning_rate)
-    return train_op
-
-
-def _is_first_replica():
-    context = tf.distribute.get_replica_context()
-    if context is None:
-        return True
-    replica_id = tf.get_static_value(context.replica_id_in_sync_group)
-    return replica_id is None or int(replica_id) == 0
-
-
-def make_spec(
-    mode,
-    params,
-    loss=None,
-    train_op=None,
-    eval_metrics=None,
-    predictions=None,
-    scaffold_fn=None,
-    export_outputs=None,
-):
-    """Returns a TPUEstimatorSpec or an EstimatorSpec, whichever the running estimator needs.
-
-    Args:
-      mode: tf.estimator.ModeKeys value.
-      params: model_fn's params (params["tpu_estimator"] decides the spec type).
-      loss: scalar loss (TRAIN, EVAL).
-      train_op: from create_train_op (TRAIN).
-      eval_metrics: (metric_fn, tensors) as in the TPU API; tensors is a list or a dict (EVAL).
-      predictions: dict of tensors (PREDICT).
-      scaffold_fn: from init_from_checkpoint.
-      export_outputs: optional dict for SavedModel signatures.
-    """
-    if mode == tf.estimator.ModeKeys.TRAIN and loss is not None:
-        tf1.add_to_collection(_LOSS_COLLECTION, loss)
-    if params.get("tpu_estimator"):
-        return tf1.estimator.tpu.TPUEstimatorSpec(
-            mode=mode,
-            loss=loss,
-            train_op=train_op,
-            eval_metrics=eval_metrics,
-            predictions=predictions,
-            scaffold_fn=scaffold_fn,
-            export_outputs=export_outputs,
-        )
-    eval_metric_ops = None
-    if eval_metrics is not None:
-        metric_fn, tensors = eval_metrics
-        eval_metric_ops = metric_fn(**tensors) if isinstance(tensors, dict) else metric_fn(*tensors)
-    scaffold = scaffold_fn() if scaffold_fn is not None else None
-    return tf.estimator.EstimatorSpec(
-        mode=mode,
-        loss=loss,
-        train_op=train_op,
-        eval_metric_ops=eval_metric_ops,
-        predictions=predictions,
-        export_outputs=export_outputs,
-        scaffold=scaffold,
-    )
-
-
-def serving_input_fn_builder(max_seq_length, include_label_ids=False):
-    """Returns a serving_input_receiver_fn for BERT inputs.
-
-    The signature takes int32 `input_ids`, `input_mask`, `segment_ids` of shape
-    [batch_size, max_seq_length] and, with include_label_ids, `label_ids` [batch_size]. Without it
-    the model still receives a zero `label_ids` feature, since the reference model_fns read it in
-    every mode.
-    """
-
-    def serving_input_fn():
-        receivers = {
-            name: tf1.placeholder(tf.int32, [None, max_seq_length], name=name)
-            for name in ("input_ids", "input_mask", "segment_ids")
-        }
-        if include_label_ids:
-            receivers["label_ids"] = tf1.placeholder(tf.int32, [None], name="label_ids")
-        features = dict(receivers)
-        if not include_label_ids:
-            features["label_ids"] = tf.zeros_like(receivers["input_ids"][:, 0])
-        return tf.estimator.export.ServingInputReceiver(features, receivers)
-
-    return serving_input_fn
+            outcome = runner.train_and_evaluate(train_input_fn, eval_input_fn, max_steps,
+                                                eval_steps=eval_steps)
+        tf1.logging.info("Training %s; best %s = %s (%s)",
+                         "stopped early" if outcome.stopped_early else "finished",
+                         runner.options.early_stopping_metric, outcome.best_metric,
+                         outcome.best_checkpoint)
+        best_checkpoint = outcome.best_checkpoint
+        if eval_results_of == "last" and outcome.final_metrics:
+            cli.write_eval_results(outcome.final_metrics, output_dir)
+            return best_checkpoint
+    elif do_train:
+        runner.train(train_input_fn, max_steps=max_steps)
+    if do_eval:
+        result = evaluate(best_checkpoint if eval_results_of == "best" else None)
+        if evaluate_fn is not None and "global_step" not in result:
+            result = dict(result, global_step=checkpoint_step(
+                best_checkpoint or runner.latest_checkpoint()))
+        cli.write_eval_results(result, output_dir)
+    return best_checkpoint

@@ -2,12 +2,12 @@
 
 For a BERT-Base-sized classifier (random weights, 12 layers, hidden 768, sequence length 128, the
 real 30,522-token uncased vocab) and the tiny sample model (2 layers, hidden 64), both with a
-2-class head, export_model.export writes saved_model, frozen_graph, tflite, tflite_fp16 and
+2-class head, exporting.export writes saved_model, frozen_graph, tflite, tflite_fp16 and
 tflite_int8 (tftrt only on a GPU with TensorRT) and verifies each against the checkpoint's own
 graph session, which is also timed as the baseline in the same run. Latency is the p50 of
 batch-1 calls after a warm-up; the ratio column is format latency / checkpoint-session latency.
 TensorFlow runs with its default thread pools, TFLite with one thread (XNNPACK's pool slows down
-sharply on a busy machine; pass more threads through export_model.export for an idle one).
+sharply on a busy machine; pass more threads through exporting.export for an idle one).
 
 The bench loosens the tolerances so that every format is written and measured, then reports
 whether each difference is within export_model's default tolerance (the script itself would
@@ -35,9 +35,11 @@ if REPO_ROOT not in sys.path:
 
 import tensorflow as tf  # noqa: E402
 
-import export_model  # noqa: E402
-from bench import machine  # noqa: E402
+import exporting  # noqa: E402
+import inference  # noqa: E402
 import modeling  # noqa: E402
+from bench import machine  # noqa: E402
+from tasks import classifier  # noqa: E402
 from tests import artifacts  # noqa: E402
 
 tf1 = tf.compat.v1
@@ -49,7 +51,7 @@ BERT_BASE_CONFIG = dict(vocab_size=30522, hidden_size=768, num_hidden_layers=12,
 TINY_CONFIG_FILE = os.path.join(REPO_ROOT, "sample_data", "pretraining", "bert_config_tiny.json")
 TINY_VOCAB_FILE = os.path.join(REPO_ROOT, "sample_data", "pretraining", "vocab.txt")
 LABELS = ["negative", "positive"]
-LOOSE_TOLERANCES = {name: float("inf") for name in export_model.TOLERANCES}
+LOOSE_TOLERANCES = {name: float("inf") for name in exporting.TOLERANCES}
 
 
 def machine_info():
@@ -63,12 +65,11 @@ def random_classifier_checkpoint(directory, config, seed=1):
       (bert_config, checkpoint prefix).
     """
     bert_config = modeling.BertConfig.from_dict(config)
-    spec = export_model.ExportSpec(task="classifier", bert_config=bert_config, checkpoint="",
-                                   vocab_file="", do_lower_case=True, max_seq_length=8,
-                                   labels=LABELS)
     with tf.Graph().as_default():
         tf1.set_random_seed(seed)
-        export_model.build_inference_graph(spec)
+        inputs = {name: tf1.placeholder(tf.int32, [None, 8], name=name)
+                  for name in inference.INPUT_NAMES}
+        classifier.CLASSIFIER_HEAD.build(bert_config, inputs, len(LABELS))
         saver = tf1.train.Saver()
         with tf1.Session() as session:
             session.run(tf1.global_variables_initializer())
@@ -83,14 +84,14 @@ def bench_model(name, config, vocab_file, max_seq_length, work_dir, latency_runs
     os.makedirs(model_dir)
     start = time.time()
     bert_config, checkpoint = random_classifier_checkpoint(model_dir, config)
-    spec = export_model.ExportSpec(task="classifier", bert_config=bert_config,
+    spec = inference.ExportSpec(task="classifier", bert_config=bert_config,
                                    checkpoint=checkpoint, vocab_file=vocab_file,
                                    do_lower_case=True, max_seq_length=max_seq_length,
                                    labels=LABELS)
     checkpoint_seconds = time.time() - start
     start = time.time()
-    formats = list(export_model.ALL_FORMATS)
-    report = export_model.export(spec, os.path.join(model_dir, "export"), formats,
+    formats = list(exporting.ALL_FORMATS)
+    report = exporting.export(spec, os.path.join(model_dir, "export"), formats,
                                  LOOSE_TOLERANCES, latency_runs=latency_runs,
                                  warmup_runs=warmup_runs, num_random=num_random,
                                  tflite_threads=1)
@@ -102,7 +103,7 @@ def bench_model(name, config, vocab_file, max_seq_length, work_dir, latency_runs
         if "skipped" in entry:
             rows.append({"format": fmt, "skipped": entry["skipped"]})
             continue
-        tolerance = export_model.TOLERANCES[fmt]
+        tolerance = exporting.TOLERANCES[fmt]
         rows.append({
             "format": fmt,
             "size_bytes": entry["size_bytes"],

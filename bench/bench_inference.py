@@ -37,10 +37,10 @@ if REPO_ROOT not in sys.path:
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import extract_features  # noqa: E402
-from bench import machine  # noqa: E402
 import modeling  # noqa: E402
 import runtime  # noqa: E402
+from bench import machine  # noqa: E402
+from tasks import features as extract_features  # noqa: E402
 from tests import artifacts  # noqa: E402
 
 tf1 = tf.compat.v1

@@ -1,13 +1,14 @@
 """Training benchmark on CPU: examples/s and peak memory of our runtime against the reference setup.
 
 Every configuration trains in its own fresh subprocess (so its peak RSS is its own) with a
-classifier model_fn built by run_classifier.create_model (modeling.BertModel, pooled output,
-root-scope `output_weights`/`output_bias` head), whose train op comes from runtime.create_train_op and whose
-spec from runtime.make_spec, trained through `runtime.build_runner(...).train` on synthetic inputs
-(random token ids and lengths from a fixed seed, `repeat()`ed). A SessionRunHook records the wall
-and CPU time of every session run; the first runs are warm-up (graph optimisation, XLA's lazy
-compilation) and examples/s is the batch over the median wall time of the timed runs. Checkpoint
-saving is off everywhere: it is not part of a step and BERT-Base would write 1.3 GB twice.
+classifier model_fn built by tasks.classifier.create_model (modeling.BertModel, pooled output,
+root-scope `output_weights`/`output_bias` head), whose train op comes from
+training.create_train_op and whose spec from training.make_spec, trained through
+`runtime.build_runner(...).train` on synthetic inputs (random token ids and lengths from a fixed
+seed, `repeat()`ed). A SessionRunHook records the wall and CPU time of every session run; the
+first runs are warm-up (graph optimisation, XLA's lazy compilation) and examples/s is the batch
+over the median wall time of the timed runs. Checkpoint saving is off everywhere: it is not part of
+a step and BERT-Base would write 1.3 GB twice.
 
 1. Throughput (L=4 H=256 A=4 I=1024, seq 128, batch 32; --quick: L=2 H=128): baseline = the
    reference's CPU/GPU setup, TPUEstimator with use_tpu=False (`build_runner(...,
@@ -125,8 +126,9 @@ def _child(config):
     import tensorflow as tf
 
     import modeling
-    import run_classifier
     import runtime
+    import training
+    from tasks import classifier
 
     tf1 = tf.compat.v1
     tf1.logging.set_verbosity(tf1.logging.WARN)
@@ -175,14 +177,15 @@ def _child(config):
     def model_fn(features, labels, mode, params):
         """The run_classifier model: pooled output, dropout, root-scope softmax head."""
         del labels  # The label ids come in the features, as in the reference.
-        loss = run_classifier.create_model(
+        loss = classifier.create_model(
             bert_config, is_training=True, input_ids=features["input_ids"],
             input_mask=features["input_mask"], segment_ids=features["segment_ids"],
             labels=features["label_ids"], num_labels=NUM_LABELS,
-            use_one_hot_embeddings=params["use_tpu"]).loss
-        train_op = runtime.create_train_op(
-            loss, params, init_lr=5e-5, num_train_steps=1000, num_warmup_steps=100)
-        spec = runtime.make_spec(mode, params, loss=loss, train_op=train_op)
+            use_one_hot_embeddings=params.get("use_tpu", False)).loss
+        train_op = training.create_train_op(
+            loss, params, init_lr=5e-5, num_train_steps=1000, num_warmup_steps=100,
+            use_tpu=params.get("use_tpu", False))
+        spec = training.make_spec(mode, params, loss=loss, train_op=train_op)
         # Both spec types are namedtuples holding their hooks as a tuple: add the timer to
         # whichever spec make_spec chose.
         return spec._replace(training_hooks=tuple(spec.training_hooks or ()) + (timer,))

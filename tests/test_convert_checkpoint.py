@@ -15,9 +15,9 @@ import tensorflow as tf
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
+import cli
 import convert_checkpoint
 import modeling
-import runtime
 import tokenization
 from tests import numpy_bert
 
@@ -367,7 +367,7 @@ def test_pytorch_bin_is_read_with_torch_or_refused_without(tmp_path):
         import torch
     except ImportError:
         open(os.path.join(hf_dir, "pytorch_model.bin"), "wb").close()
-        with pytest.raises(runtime.UsageError, match="needs PyTorch"):
+        with pytest.raises(cli.UsageError, match="needs PyTorch"):
             convert_checkpoint.from_hf(hf_dir, str(tmp_path / "out"))
         assert not os.path.exists(tmp_path / "out")
         return
@@ -479,7 +479,7 @@ def test_from_hf_refuses_what_it_does_not_understand(case, tmp_path):
     tiny_hf_model(hf_dir)
     corrupt, message = IN_PROCESS_ERRORS[case]
     corrupt(hf_dir)
-    with pytest.raises(runtime.UsageError, match=message.replace("[", r"\[").replace("(", r"\(")) \
+    with pytest.raises(cli.UsageError, match=message.replace("[", r"\[").replace("(", r"\(")) \
             as error:
         convert_checkpoint.from_hf(hf_dir, str(tmp_path / "parent" / "out"))
     assert "\n" not in str(error.value)
@@ -505,11 +505,11 @@ def test_to_hf_refuses_mismatched_config(tmp_path):
     config = read_json(os.path.join(tf_dir, "bert_config.json"))
     wrong = str(tmp_path / "wrong_config.json")
     write_json(dict(config, num_hidden_layers=1), wrong)
-    with pytest.raises(runtime.UsageError, match="encoder.layer_1.* is not part of a BERT encoder"):
+    with pytest.raises(cli.UsageError, match="encoder.layer_1.* is not part of a BERT encoder"):
         convert_checkpoint.to_hf(os.path.join(tf_dir, "bert_model.ckpt"), wrong,
                                  os.path.join(tf_dir, "vocab.txt"), str(tmp_path / "out"))
     write_json(dict(config, hidden_size=48, num_attention_heads=4), wrong)
-    with pytest.raises(runtime.UsageError, match="has shape .* but the bert_config_file implies"):
+    with pytest.raises(cli.UsageError, match="has shape .* but the bert_config_file implies"):
         convert_checkpoint.to_hf(os.path.join(tf_dir, "bert_model.ckpt"), wrong,
                                  os.path.join(tf_dir, "vocab.txt"), str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
@@ -521,7 +521,7 @@ def test_output_dir_with_foreign_files_is_left_alone_but_earlier_output_is_repla
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    with pytest.raises(runtime.UsageError, match="already holds other files"):
+    with pytest.raises(cli.UsageError, match="already holds other files"):
         convert_checkpoint.from_hf(hf_dir, str(out))
     assert os.listdir(out) == ["notes.txt"]
     (out / "notes.txt").unlink()

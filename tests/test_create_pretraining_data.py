@@ -2,7 +2,7 @@
 errors.
 
 Oracles: (1) an instance list derived by hand from a scripted random source on a tiny corpus, (2)
-the literal reference implementation in bench/reference_pretraining_data.py, compared byte for byte
+the literal reference implementation in tests/reference_pretraining_data.py, compared byte for byte
 on real text (gensim's news corpus) with the real English vocab."""
 
 import collections
@@ -14,10 +14,11 @@ import sys
 import pytest
 import tensorflow as tf
 
+import cli
 import create_pretraining_data as cpd
 import tokenization
-from bench import bench_pretraining_data as bench_data
-from bench import reference_pretraining_data as reference
+from tests import corpora as bench_data
+from tests import reference_pretraining_data as reference
 
 TINY_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "dog", "ran",
               "a", "big", "##s"]
@@ -370,16 +371,16 @@ def _error_cases(vocab_file, corpus, tmp_path):
 
 
 def test_errors_are_one_line_with_exit_status_1(tiny_files, tmp_path, capsys, monkeypatch):
-    """Every error case through runtime.run_main in this process (no TF start-up per case)."""
-    import runtime
-
+    """Every error case through cli.run_main in this process (no TF start-up per case)."""
     monkeypatch.delenv("BERT_DEBUG", raising=False)
+    if "dupe_factor" not in cpd.FLAGS:  # The script defines its flags only when it runs.
+        cpd.define_flags()
     vocab_file, corpus = tiny_files
     out, cases = _error_cases(vocab_file, corpus, tmp_path)
     for name, (args, message) in cases.items():
         cpd.FLAGS.unparse_flags()  # Back to the defaults: absl keeps values between parses.
         with pytest.raises(SystemExit) as exit_info:
-            runtime.run_main(cpd.main, argv=["create_pretraining_data.py"] + args)
+            cli.run_main(cpd.main, argv=["create_pretraining_data.py"] + args)
         assert exit_info.value.code == 1, name
         stderr = capsys.readouterr().err
         error_lines = [line for line in stderr.splitlines() if line.startswith("ERROR:")]

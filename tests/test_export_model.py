@@ -15,10 +15,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import cli
 import export_model as em
+import exporting
+import inference
 import modeling
-import runtime
 import tokenization
+from tasks import classifier
 from tests import artifacts
 
 tf1 = tf.compat.v1
@@ -56,8 +59,9 @@ def _test_texts():
 
 
 def _spec(checkpoint, task="classifier", labels=("negative", "positive")):
-    return em.ExportSpec(task=task, bert_config=modeling.BertConfig.from_json_file(TINY_CONFIG),
-                         checkpoint=checkpoint, vocab_file=TINY_VOCAB, do_lower_case=True,
+    return inference.ExportSpec(task=task,
+                                bert_config=modeling.BertConfig.from_json_file(TINY_CONFIG),
+                                checkpoint=checkpoint, vocab_file=TINY_VOCAB, do_lower_case=True,
                          max_seq_length=SEQ, labels=list(labels) if task == "classifier" else None)
 
 
@@ -84,7 +88,7 @@ def exported(finetuned, tmp_path_factory):
     result = _run("export_model.py", ["--task=classifier"]
                   + _export_args(finetuned["checkpoint"], export_dir))
     assert result.returncode == 0, result.stderr[-3000:]
-    with open(export_dir / em.REPORT_FILE, encoding="utf-8") as f:
+    with open(export_dir / exporting.REPORT_FILE, encoding="utf-8") as f:
         report = json.load(f)
     return {"dir": export_dir, "report": report, "result": result}
 
@@ -94,8 +98,8 @@ def reference(finetuned):
     """The checkpoint's own outputs on the verification samples, from a fresh graph session."""
     spec = _spec(finetuned["checkpoint"])
     tokenizer = tokenization.FullTokenizer(TINY_VOCAB, do_lower_case=True)
-    samples = em.sample_features(spec, tokenizer, num_random=8)
-    model = em.CheckpointModel(spec, em.checkpoint_shapes(spec.checkpoint))
+    samples = exporting.sample_features(spec, tokenizer, num_random=8)
+    model = spec.load_model()
     try:
         outputs = model.run(samples)
     finally:
@@ -110,11 +114,11 @@ def reference(finetuned):
 
 def _loader(fmt, export_dir):
     if fmt == "saved_model":
-        return em.load_saved_model_runner(str(export_dir / "saved_model"))
+        return inference.load_saved_model_runner(str(export_dir / "saved_model"))
     if fmt == "frozen_graph":
-        return em.load_frozen_graph_runner(str(export_dir / "frozen_graph" / "model.pb"),
+        return exporting.load_frozen_graph_runner(str(export_dir / "frozen_graph" / "model.pb"),
                                            ("probabilities", "logits"))
-    return em.load_tflite_runner(str(export_dir / fmt / "model.tflite"))
+    return exporting.load_tflite_runner(str(export_dir / fmt / "model.tflite"))
 
 
 @pytest.mark.parametrize("fmt,tolerance", [("saved_model", 1e-5), ("frozen_graph", 1e-5),
@@ -153,8 +157,8 @@ def test_int8_agreement_and_probability_change_are_reported(exported, reference)
 def test_tflite_batch_size_is_dynamic(exported, reference):
     run = _loader("tflite", exported["dir"])
     samples = reference["samples"]
-    one = run(em.first_rows(samples, 1))["probabilities"]
-    three = run(em.first_rows(samples, 3))["probabilities"]
+    one = run(exporting.first_rows(samples, 1))["probabilities"]
+    three = run(exporting.first_rows(samples, 3))["probabilities"]
     assert one.shape == (1, 2) and three.shape == (3, 2)
     np.testing.assert_allclose(three[:1], one, atol=1e-6)
 
@@ -224,7 +228,7 @@ def test_tftrt_is_skipped_with_its_message_on_cpu(exported):
 def test_predictor_equals_run_classifier_do_predict(exported, finetuned):
     texts = _test_texts()
     expected = np.loadtxt(finetuned["dir"] / "test_results.tsv", delimiter="\t")
-    predictor = em.Predictor(str(exported["dir"] / "saved_model"), batch_size=7)
+    predictor = inference.Predictor(str(exported["dir"] / "saved_model"), batch_size=7)
     results = predictor.predict(texts)
     probabilities = np.array([r["probabilities"] for r in results])
     assert probabilities.shape == expected.shape == (40, 2)
@@ -247,7 +251,7 @@ def test_predict_command_reads_stdin_and_writes_tsv(exported):
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
     assert lines[0] == "text\tlabel\tnegative\tpositive"
-    expected = em.Predictor(str(exported["dir"] / "saved_model")).predict(texts)
+    expected = inference.Predictor(str(exported["dir"] / "saved_model")).predict(texts)
     assert len(lines) == 4
     for line, text, want in zip(lines[1:], texts, expected):
         got_text, label, *probs = line.split("\t")
@@ -263,17 +267,17 @@ def test_predict_command_reads_stdin_and_writes_tsv(exported):
 def test_encoder_export_from_a_classifier_checkpoint(finetuned, tmp_path):
     spec = _spec(finetuned["checkpoint"], task="encoder")
     export_dir = tmp_path / "encoder"
-    report = em.export(spec, str(export_dir), ["saved_model", "tflite_int8"], em.TOLERANCES,
-                       latency_runs=2, warmup_runs=1, num_random=2)
+    report = exporting.export(spec, str(export_dir), ["saved_model", "tflite_int8"],
+                              exporting.TOLERANCES, latency_runs=2, warmup_runs=1, num_random=2)
     assert report["formats"]["saved_model"]["max_abs_diff"]["sequence_output"] <= 1e-5
     assert report["formats"]["tflite_int8"]["passed"]
     texts = ["The novel was enjoyable.", "Such a lovely phone ||| we will come back"]
-    vectors = em.Predictor(str(export_dir / "saved_model")).predict(texts)
+    vectors = inference.Predictor(str(export_dir / "saved_model")).predict(texts)
     assert vectors.shape == (2, 64)
-    model = em.CheckpointModel(spec, em.checkpoint_shapes(spec.checkpoint))
+    model = spec.load_model()
     try:
         tokenizer = tokenization.FullTokenizer(TINY_VOCAB, do_lower_case=True)
-        expected = model.run(em.texts_to_features(texts, tokenizer, SEQ))["pooled_output"]
+        expected = model.run(inference.texts_to_features(texts, tokenizer, SEQ))["pooled_output"]
     finally:
         model.close()
     np.testing.assert_allclose(vectors, expected, atol=1e-5)
@@ -306,32 +310,34 @@ def test_failed_check_keeps_the_previous_export_and_leaves_no_temp(finetuned, tm
     export_dir = tmp_path / "model"
     export_dir.mkdir()
     (export_dir / "previous.txt").write_text("old export")
-    tolerances = dict(em.TOLERANCES, tflite_fp16=1e-12)
-    with pytest.raises(em.VerificationError, match=r"tflite_fp16 does not match the checkpoint"):
-        em.export(_spec(finetuned["checkpoint"]), str(export_dir), ["saved_model", "tflite_fp16"],
-                  tolerances, latency_runs=1, warmup_runs=0, num_random=1)
+    tolerances = dict(exporting.TOLERANCES, tflite_fp16=1e-12)
+    with pytest.raises(exporting.VerificationError,
+                       match=r"tflite_fp16 does not match the checkpoint"):
+        exporting.export(_spec(finetuned["checkpoint"]), str(export_dir),
+                         ["saved_model", "tflite_fp16"], tolerances, latency_runs=1, warmup_runs=0,
+                         num_random=1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
     assert [p.name for p in export_dir.iterdir()] == ["previous.txt"]
 
 
 def test_usage_errors(finetuned, tmp_path):
     checkpoint = finetuned["checkpoint"]
-    with pytest.raises(runtime.UsageError, match="names 3 labels but the checkpoint's classifier "
+    with pytest.raises(cli.UsageError, match="names 3 labels but the checkpoint's classifier "
                                                  "has 2 classes"):
-        em.resolve_labels("a,b,c", checkpoint, 2)
-    assert em.resolve_labels(None, checkpoint, 2) == ["negative", "positive"]
+        classifier.resolve_export_labels("a,b,c", checkpoint, 2)
+    assert classifier.resolve_export_labels(None, checkpoint, 2) == ["negative", "positive"]
     lonely = tmp_path / "x" / "model.ckpt"
-    with pytest.raises(runtime.UsageError, match="pass --labels="):
-        em.resolve_labels(None, str(lonely), 2)
-    with pytest.raises(runtime.UsageError, match="directory without a checkpoint"):
-        em.resolve_checkpoint(str(tmp_path))
-    assert em.resolve_checkpoint(str(finetuned["dir"])) == checkpoint
-    with pytest.raises(runtime.UsageError, match="unknown format"):
-        em.parse_formats("saved_model,onnx")
-    assert em.parse_formats("tflite_int8,saved_model") == ["saved_model", "tflite_int8"]
-    assert em.parse_tolerances("tflite=1e-4")["tflite"] == 1e-4
-    assert em.split_pair("A ||| B") == ("A", "B") and em.split_pair("A|||B") == ("A|||B", None)
+    with pytest.raises(cli.UsageError, match="pass --labels="):
+        classifier.resolve_export_labels(None, str(lonely), 2)
+    with pytest.raises(cli.UsageError, match="directory without a checkpoint"):
+        cli.resolve_checkpoint(str(tmp_path))
+    assert cli.resolve_checkpoint(str(finetuned["dir"])) == checkpoint
+    with pytest.raises(cli.UsageError, match="unknown format"):
+        exporting.parse_formats("saved_model,onnx")
+    assert exporting.parse_formats("tflite_int8,saved_model") == ["saved_model", "tflite_int8"]
+    assert exporting.parse_tolerances("tflite=1e-4")["tflite"] == 1e-4
+    assert cli.split_pair("A ||| B") == ("A", "B") and cli.split_pair("A|||B") == ("A|||B", None)
     # A checkpoint whose head does not fit the config: caught before any restore.
     spec = _spec(checkpoint, labels=("a", "b", "c"))
-    with pytest.raises(runtime.UsageError, match="output_weights has shape"):
-        em.CheckpointModel(spec, em.checkpoint_shapes(checkpoint))
+    with pytest.raises(cli.UsageError, match="output_weights has shape"):
+        spec.load_model()

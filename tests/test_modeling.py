@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 import modeling
+from tasks import pretraining
 
 tf1 = tf.compat.v1
 
@@ -28,12 +29,11 @@ def _graph_variables(config_kwargs, with_heads):
         input_ids = tf1.placeholder(tf.int32, [2, 16])
         model = modeling.BertModel(config, is_training=True, input_ids=input_ids)
         if with_heads:
-            import run_pretraining
             positions = tf1.placeholder(tf.int32, [2, 3])
-            run_pretraining.get_masked_lm_output(
+            pretraining.get_masked_lm_output(
                 config, model.get_sequence_output(), model.get_embedding_table(), positions,
                 tf1.placeholder(tf.int32, [2, 3]), tf1.placeholder(tf.float32, [2, 3]))
-            run_pretraining.get_next_sentence_output(
+            pretraining.get_next_sentence_output(
                 config, model.get_pooled_output(), tf1.placeholder(tf.int32, [2, 1]))
         return {v.name[:-2]: v.shape.as_list() for v in tf1.global_variables()}
 

@@ -15,10 +15,11 @@ import sys
 import pytest
 import tensorflow as tf
 
+import cli
+import inference
 import modeling
-import run_classifier as rc
-import runtime
 import tokenization
+from tasks import classifier as rc
 from tests import artifacts
 
 tf1 = tf.compat.v1
@@ -172,7 +173,8 @@ def test_xnli_processor(tmp_path):
     processor = rc.PROCESSORS["xnli"]()
     train = processor.get_train_examples(str(tmp_path))
     assert [(e.guid, e.text_a, e.text_b, e.label) for e in train] == [
-        ("train-1", "他说。", "他没说。", "contradiction"), ("train-2", "我来了。", "我在。", "entailment")]
+        ("train-1", "他说。", "他没说。", "contradiction"),
+        ("train-2", "我来了。", "我在。", "entailment")]
     dev = processor.get_dev_examples(str(tmp_path))
     assert [(e.guid, e.text_a, e.text_b, e.label) for e in dev] == [
         ("dev-2", "中一", "中二", "neutral")]
@@ -300,7 +302,7 @@ def test_csv_processor_with_quotes_header_names_and_multiline_fields(tmp_path):
         ("train-2", "Good, really good", "fine", "pos"), ("train-3", "two\nlines", "short", "neg"),
         ("train-5", "plain", 'say "hi"', "pos")]
     # validation.csv stands in for dev.csv; its unknown label names file and line.
-    with pytest.raises(runtime.UsageError, match=r"validation\.csv, line 2: label 'good' is not"):
+    with pytest.raises(cli.UsageError, match=r"validation\.csv, line 2: label 'good' is not"):
         processor.get_dev_examples(str(tmp_path))
 
 
@@ -317,10 +319,10 @@ def test_jsonl_processor_fields_labels_flag_and_unlabelled_test(tmp_path):
     test = processor.get_test_examples(str(tmp_path))
     assert [(e.text_a, e.label) for e in test] == [("unknown", "1")]
     _write(str(tmp_path / "dev.jsonl"), '{"text": "fine", "label": 1}\n{"text": "x" "label": 0}\n')
-    with pytest.raises(runtime.UsageError, match=r"dev\.jsonl, line 2: not valid JSON"):
+    with pytest.raises(cli.UsageError, match=r"dev\.jsonl, line 2: not valid JSON"):
         processor.get_dev_examples(str(tmp_path))
     _write(str(tmp_path / "dev.jsonl"), '{"sentence": "fine", "label": 1}\n')
-    with pytest.raises(runtime.UsageError, match=r"dev\.jsonl, line 1: no field 'text'.*sentence"):
+    with pytest.raises(cli.UsageError, match=r"dev\.jsonl, line 1: no field 'text'.*sentence"):
         processor.get_dev_examples(str(tmp_path))
 
 
@@ -356,35 +358,35 @@ def test_label_column_holding_text_is_caught(tmp_path):
     _write(str(tmp_path / "train.tsv"), _tsv(rows))
     processor = rc.create_processor("tsv", data_dir=str(tmp_path), label_column="1",
                                     text_a_column="0")
-    with pytest.raises(runtime.UsageError, match="looks like text.*--label_column"):
+    with pytest.raises(cli.UsageError, match="looks like text.*--label_column"):
         processor.get_labels()
 
 
 def test_input_errors_name_file_line_and_fix(tmp_path):
     _write(str(tmp_path / "train.tsv"), _tsv([["pos", "good"], ["neg", "bad"], ["pos"]]))
     processor = rc.create_processor("tsv", data_dir=str(tmp_path))
-    with pytest.raises(runtime.UsageError, match=r"train\.tsv, line 3: expected at least 2 "
+    with pytest.raises(cli.UsageError, match=r"train\.tsv, line 3: expected at least 2 "
                                                  r"columns, found 1; fix the row"):
         processor.get_train_examples(str(tmp_path))
     with open(tmp_path / "train.tsv", "wb") as f:
         f.write("pos\tgood\nneg\tcaf\u00e9\n".encode("utf-8")
                 + "pos\tna\u00efve\n".encode("latin-1"))
     processor = rc.create_processor("tsv", data_dir=str(tmp_path))
-    with pytest.raises(runtime.UsageError, match=r"train\.tsv, line 3: text is not valid UTF-8 "
+    with pytest.raises(cli.UsageError, match=r"train\.tsv, line 3: text is not valid UTF-8 "
                                                  r"\(byte 0xef.*iconv"):
         processor.get_train_examples(str(tmp_path))
-    with pytest.raises(runtime.UsageError, match=r"no dev file in .*dev\.tsv, validation\.tsv"):
+    with pytest.raises(cli.UsageError, match=r"no dev file in .*dev\.tsv, validation\.tsv"):
         processor.get_dev_examples(str(tmp_path))
 
 
 def test_unknown_task_lists_the_known_ones_and_generic_flags_are_checked():
-    with pytest.raises(runtime.UsageError, match=r"Task not found: sst9; known tasks: cola, csv, "
+    with pytest.raises(cli.UsageError, match=r"Task not found: sst9; known tasks: cola, csv, "
                                                  r"jsonl, mnli, mrpc, tsv, xnli"):
         rc.create_processor("sst9")
-    with pytest.raises(runtime.UsageError, match="--label_column only applies"):
+    with pytest.raises(cli.UsageError, match="--label_column only applies"):
         rc.create_processor("mrpc", label_column="0")
     assert rc.parse_label_list(" b, a ,c") == ["b", "a", "c"]
-    with pytest.raises(runtime.UsageError, match="more than once"):
+    with pytest.raises(cli.UsageError, match="more than once"):
         rc.parse_label_list("a,b,a")
 
 
@@ -404,9 +406,9 @@ def test_plugin_module_and_register_processor(monkeypatch):
     assert isinstance(rc.create_processor("MINE"), MyProcessor)
     with pytest.raises(ValueError, match="subclass of run_classifier.DataProcessor"):
         rc.register_processor("bad", dict)
-    with pytest.raises(runtime.UsageError, match="no such file"):
+    with pytest.raises(cli.UsageError, match="no such file"):
         rc.import_processor_module("/nonexistent/plugin.py")
-    with pytest.raises(runtime.UsageError, match="cannot import 'no_such_plugin_module'"):
+    with pytest.raises(cli.UsageError, match="cannot import 'no_such_plugin_module'"):
         rc.import_processor_module("no_such_plugin_module")
 
 
@@ -605,10 +607,9 @@ def test_plugin_early_stopping_and_export(tmp_path, tiny_model):
     assert results["global_step"] <= final_step
     assert tf.train.latest_checkpoint(str(output_dir / "best")) is not None
 
-    exports = [d for d in os.listdir(output_dir / "export") if not d.startswith(".")]
-    assert len(exports) == 1
-    saved_model_dir = output_dir / "export" / exports[0]
-    assert (saved_model_dir / "assets.extra" / "labels.txt").read_text() == "negative\npositive\n"
+    # The same layout as export_model.py --format=saved_model (issue 13: one inference path).
+    saved_model_dir = output_dir / "export" / "saved_model"
+    assert (saved_model_dir / "assets" / "labels.txt").read_text() == "negative\npositive\n"
     serving = tf.saved_model.load(str(saved_model_dir)).signatures["serving_default"]
     ids = tf.constant([[2, 10, 11, 3] + [0] * 28] * 3, tf.int32)
     outputs = serving(input_ids=ids, input_mask=tf.cast(ids > 0, tf.int32),
@@ -616,6 +617,8 @@ def test_plugin_early_stopping_and_export(tmp_path, tiny_model):
     assert set(outputs) >= {"probabilities", "logits"}
     assert outputs["probabilities"].shape == (3, 2)
     assert tf.reduce_sum(outputs["probabilities"], axis=1).numpy() == pytest.approx([1.0] * 3)
+    predicted = inference.Predictor(str(saved_model_dir)).predict(["good", "bad ||| film"])
+    assert [p["label"] in ("negative", "positive") for p in predicted] == [True, True]
 
 
 @pytest.mark.slow

@@ -5,7 +5,6 @@ and call `_subprocess_main` with a JSON job description.
 """
 
 import json
-import logging
 import os
 import signal
 import socket
@@ -17,7 +16,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import cli
 import runtime
+import training
 
 tf1 = tf.compat.v1
 
@@ -63,7 +64,7 @@ def model_fn_builder(learning_rate=0.05, num_train_steps=100, replica_calls=None
                      init_checkpoint=None, init_as_tpu=False):
     """Returns a model_fn; with replica_calls (a dict) each replica counts its executed steps.
 
-    init_checkpoint warm-starts through runtime.init_from_checkpoint; init_as_tpu asks for the TPU
+    init_checkpoint warm-starts through training.init_from_checkpoint; init_as_tpu asks for the TPU
     form of it (a scaffold_fn), which make_spec then runs for the plain Estimator.
     """
 
@@ -87,11 +88,11 @@ def model_fn_builder(learning_rate=0.05, num_train_steps=100, replica_calls=None
         bias = tf1.get_variable("output_bias", [2], initializer=tf1.zeros_initializer())
         logits = tf.matmul(hidden, kernel) + bias
         probabilities = tf.nn.softmax(logits, axis=-1)
-        scaffold_fn = runtime.init_from_checkpoint(
-            init_checkpoint, init_as_tpu or params["use_tpu"]
+        scaffold_fn = training.init_from_checkpoint(
+            init_checkpoint, init_as_tpu or params.get("use_tpu", False)
         )
         if mode == tf.estimator.ModeKeys.PREDICT:
-            return runtime.make_spec(
+            return training.make_spec(
                 mode, params, predictions={"probabilities": probabilities}, scaffold_fn=scaffold_fn
             )
         label_ids = features["label_ids"]
@@ -102,8 +103,9 @@ def model_fn_builder(learning_rate=0.05, num_train_steps=100, replica_calls=None
         if mode == tf.estimator.ModeKeys.TRAIN:
             if replica_calls is not None:
                 loss = _count_replica_step(loss, replica_calls)
-            train_op = runtime.create_train_op(loss, params, learning_rate, num_train_steps, 0)
-            return runtime.make_spec(
+            train_op = training.create_train_op(loss, params, learning_rate, num_train_steps, 0,
+                                                params.get("use_tpu", False))
+            return training.make_spec(
                 mode, params, loss=loss, train_op=train_op, scaffold_fn=scaffold_fn
             )
 
@@ -114,7 +116,7 @@ def model_fn_builder(learning_rate=0.05, num_train_steps=100, replica_calls=None
                 "eval_loss": tf1.metrics.mean(per_example_loss),
             }
 
-        return runtime.make_spec(
+        return training.make_spec(
             mode,
             params,
             loss=loss,
@@ -156,30 +158,6 @@ def read_scalars(event_dir, tag):
                 if value.tag == tag:
                     values[event.step] = value.simple_value
     return values
-
-
-class _LogCapture(logging.Handler):
-    def __init__(self):
-        super().__init__()
-        self.lines = []
-
-    def emit(self, record):
-        self.lines.append(record.getMessage())
-
-    def text(self):
-        return "\n".join(self.lines)
-
-
-@pytest.fixture
-def tf_log():
-    handler = _LogCapture()
-    logger = logging.getLogger("tensorflow")
-    logger.addHandler(handler)
-    old_level = logger.level
-    logger.setLevel(logging.INFO)
-    yield handler
-    logger.removeHandler(handler)
-    logger.setLevel(old_level)
 
 
 def _subprocess_env(extra=None):
@@ -247,88 +225,12 @@ def _subprocess_main():
     print("RESULT " + json.dumps(result), flush=True)
 
 
-# ------------------------------------------------------------------------------------------------
-# Errors, files, progress
-# ------------------------------------------------------------------------------------------------
-
-
-def test_run_main_prints_one_error_line_and_exits_1(capsys, monkeypatch):
-    monkeypatch.delenv("BERT_DEBUG", raising=False)
-
-    def main(argv):
-        raise runtime.UsageError("--max_seq_length=600 is longer than 512;\n lower it")
-
-    with pytest.raises(SystemExit) as exit_info:
-        runtime.run_main(main, argv=["prog"])
-    assert exit_info.value.code == 1
-    assert capsys.readouterr().err == "ERROR: --max_seq_length=600 is longer than 512; lower it\n"
-
-    def missing_file(argv):
-        tf.io.gfile.GFile("/nonexistent/vocab.txt").read()
-
-    with pytest.raises(SystemExit):
-        runtime.run_main(missing_file, argv=["prog"])
-    error = capsys.readouterr().err
-    assert error.startswith("ERROR: ") and "/nonexistent/vocab.txt" in error
-    assert error.count("\n") == 1
-
-    monkeypatch.setenv("BERT_DEBUG", "1")
-    with pytest.raises(runtime.UsageError):
-        runtime.run_main(main, argv=["prog"])
-
-
-def test_atomic_output_file_and_directory(tmp_path):
-    target = tmp_path / "out.txt"
-    target.write_text("old")
-    with pytest.raises(RuntimeError):
-        with runtime.atomic_output(str(target)) as tmp:
-            with open(tmp, "w") as f:
-                f.write("half")
-            raise RuntimeError("boom")
-    assert target.read_text() == "old"
-    assert sorted(os.listdir(tmp_path)) == ["out.txt"]
-    with runtime.atomic_output(str(target)) as tmp:
-        assert os.path.basename(tmp) == f".out.txt.tmp-{os.getpid()}"
-        with open(tmp, "w") as f:
-            f.write("new")
-    assert target.read_text() == "new"
-
-    target_dir = tmp_path / "saved"
-    with pytest.raises(ValueError):
-        with runtime.atomic_output(str(target_dir)) as tmp:
-            os.makedirs(os.path.join(tmp, "sub"))
-            raise ValueError("half-written directory")
-    assert sorted(os.listdir(tmp_path)) == ["out.txt"]
-    for content in ("first", "second"):
-        with runtime.atomic_output(str(target_dir)) as tmp:
-            os.makedirs(tmp)
-            (tmp_path / os.path.basename(tmp) / "f.txt").write_text(content)
-        assert (target_dir / "f.txt").read_text() == content
-    assert sorted(os.listdir(tmp_path)) == ["out.txt", "saved"]
-
-
-def test_progress_logger_and_eval_results(tmp_path, tf_log):
-    progress = runtime.ProgressLogger(total=10, name="features", every_seconds=0.0)
-    for _ in range(4):
-        progress.update(1)
-    assert progress.count == 4 and progress.rate > 0
-    progress.done()
-    assert "features: 4/10 examples (40.0%)" in tf_log.text()
-    assert "ETA" in tf_log.text() and "features: done, 4 examples" in tf_log.text()
-
-    path = runtime.write_eval_results({"loss": 0.5, "eval_accuracy": 0.75, "global_step": 3},
-                                      str(tmp_path))
-    with open(path) as f:
-        assert f.read() == "eval_accuracy = 0.75\nglobal_step = 3\nloss = 0.5\n"
-    assert "***** Eval results *****" in tf_log.text()
-
-
 def test_decode_record_casts_int64_to_int32():
     example = tf.train.Example(features=tf.train.Features(feature={
         "ids": tf.train.Feature(int64_list=tf.train.Int64List(value=[3, 4])),
         "weights": tf.train.Feature(float_list=tf.train.FloatList(value=[0.5, 1.0])),
     }))
-    features = runtime.decode_record(
+    features = training.decode_record(
         tf.constant(example.SerializeToString()),
         {"ids": tf.io.FixedLenFeature([2], tf.int64),
          "weights": tf.io.FixedLenFeature([2], tf.float32)},
@@ -341,9 +243,9 @@ def test_runtime_options_from_flags():
     from absl import flags as absl_flags
 
     flag_values = absl_flags.FlagValues()
-    runtime.define_tpu_flags(flag_values=flag_values)
-    runtime.define_runtime_flags(flag_values=flag_values)
-    runtime.define_runtime_flags(flag_values=flag_values)  # A second call is harmless.
+    cli.define_tpu_flags(flag_values=flag_values)
+    cli.define_runtime_flags(flag_values=flag_values)
+    cli.define_runtime_flags(flag_values=flag_values)  # A second call is harmless.
     flag_values(["prog", "--use_tpu=true", "--optimizer=lamb", "--num_accumulation_steps=4"])
     parsed = runtime.RuntimeOptions.from_flags(flag_values)
     assert parsed.use_tpu and parsed.use_one_hot_embeddings
@@ -423,7 +325,7 @@ def test_init_from_checkpoint_warm_starts_and_logs(tmp_path, tf_log, init_as_tpu
     with pytest.raises(FileNotFoundError, match="no such checkpoint"):
         with tf.Graph().as_default():
             tf1.get_variable("v", [1])
-            runtime.init_from_checkpoint(str(tmp_path / "missing.ckpt"), False)
+            training.init_from_checkpoint(str(tmp_path / "missing.ckpt"), False)
 
 
 def test_gradient_accumulation_splits_the_batch_and_amp_runs(tmp_path, tf_log):
@@ -438,7 +340,7 @@ def test_gradient_accumulation_splits_the_batch_and_amp_runs(tmp_path, tf_log):
     assert "Gradient accumulation: 2 micro-batches of 4 examples" in tf_log.text()
     if not tf.config.list_physical_devices("GPU"):
         assert "no GPU visible, so there is no float16 rewrite" in tf_log.text()
-    with pytest.raises(runtime.UsageError, match="not divisible by 3"):
+    with pytest.raises(cli.UsageError, match="not divisible by 3"):
         runtime.build_runner(
             model_fn_builder(), options(num_accumulation_steps=3), None, train_batch_size=8
         )
@@ -457,37 +359,13 @@ def test_strategy_choices_without_gpu(tmp_path, tf_log, monkeypatch):
     )
     assert runner.strategy is None and runner.num_replicas == 1
     assert "nothing to mirror over; training runs without a strategy" in tf_log.text()
-    with pytest.raises(runtime.UsageError, match="--num_gpus=2 but no GPU is visible"):
+    with pytest.raises(cli.UsageError, match="--num_gpus=2 but no GPU is visible"):
         runtime.build_runner(model_fn_builder(), options(num_gpus=2), None, train_batch_size=8)
-    with pytest.raises(runtime.UsageError, match="needs TF_CONFIG"):
+    with pytest.raises(cli.UsageError, match="needs TF_CONFIG"):
         runtime.build_runner(
             model_fn_builder(), options(distribution_strategy="multi_worker_mirrored"), None,
             train_batch_size=8,
         )
-
-
-def test_export_predicts_like_estimator_predict(tmp_path):
-    data = make_data(16, seed=3)
-    predict_data = {k: v for k, v in data.items() if k != "label_ids"}
-    for use_tpu_estimator in (True, False):
-        model_dir = str(tmp_path / f"model_{use_tpu_estimator}")
-        runner = runtime.build_runner(
-            model_fn_builder(), options(), model_dir, train_batch_size=8,
-            predict_batch_size=8, use_tpu_estimator=use_tpu_estimator,
-        )
-        runner.train(input_fn_builder(make_data(), repeat=True), max_steps=3)
-        expected = np.stack([
-            p["probabilities"]
-            for p in runner.predict(input_fn_builder(dict(predict_data), repeat=False))
-        ])
-        export_base = str(tmp_path / f"export_{use_tpu_estimator}")
-        path = runner.export(runtime.serving_input_fn_builder(SEQ_LENGTH), export_base)
-        assert os.listdir(export_base) == [os.path.basename(path)]  # No temp leftovers.
-        signature = tf.saved_model.load(path).signatures["serving_default"]
-        outputs = signature(**{k: tf.constant(v) for k, v in predict_data.items()})
-        np.testing.assert_allclose(outputs["probabilities"].numpy(), expected, atol=1e-6)
-        assert sorted(signature.structured_input_signature[1]) == [
-            "input_ids", "input_mask", "segment_ids"]
 
 
 def test_early_stopping_stops_before_max_steps_and_keeps_best(tmp_path, tf_log):

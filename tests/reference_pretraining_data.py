@@ -9,7 +9,7 @@ draws; candidate shuffle; per-index draws; the final shuffle of all instances). 
 not optimised. The production script is create_pretraining_data.py, which must write byte-identical
 files by default.
 
-    python bench/reference_pretraining_data.py --input_file=corpus.txt \
+    python tests/reference_pretraining_data.py --input_file=corpus.txt \
         --output_file=/tmp/ref.tfrecord \
         --vocab_file=vocab.txt --random_seed=12345 --dupe_factor=10
 """
@@ -19,9 +19,8 @@ import os
 import random
 import sys
 
-from absl import app
-from absl import flags
 import tensorflow as tf
+from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import tokenization  # noqa: E402  (repository root module)
