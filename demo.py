@@ -26,6 +26,8 @@ import time
 
 import numpy as np
 
+import cli
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -57,20 +59,13 @@ def run_stage(number, title, args, log_path):
 
 
 def file_summary(paths):
-    return ", ".join("%s (%s)" % (os.path.basename(p), human_size(path_size(p))) for p in paths)
+    return ", ".join("%s (%s)" % (os.path.basename(p), cli.human_size(path_size(p))) for p in paths)
 
 
 def path_size(path):
     if os.path.isdir(path):
         return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
     return os.path.getsize(path)
-
-
-def human_size(n):
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return ("%d %s" % (n, unit)) if unit == "B" else ("%.1f %s" % (n, unit))
-        n /= 1024.0
 
 
 def read_results(path):
@@ -191,7 +186,7 @@ def stage_export(out, logs, checkpoint, finetune_dir):
             # The checked difference is on probabilities for the quantised formats, where logits
             # drift more but the predicted labels (and probabilities) barely move.
             print("      %-13s %9s  checked diff %.2e (tolerance %.0e)  p50 %.2f ms"
-                  % (name, human_size(entry["size_bytes"]), entry["checked_diff"],
+                  % (name, cli.human_size(entry["size_bytes"]), entry["checked_diff"],
                      entry["tolerance"], entry["latency_ms"]["p50"]))
     return os.path.join(export_dir, "saved_model")
 

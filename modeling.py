@@ -147,6 +147,8 @@ class BertModel(object):
     ```
     """
 
+    # One method, as in the reference: it opens the released `bert/embeddings`, `bert/encoder` and
+    # `bert/pooler` scopes in order (the checkpoint contract); the docstring is a third of it.
     def __init__(self,
                  config,
                  is_training,
@@ -585,6 +587,8 @@ def embedding_lookup(input_ids,
     return (output, embedding_table)
 
 
+# One function, as in the reference: its steps create the released `bert/embeddings` variables in
+# order, and the docstring carries the shape contract (most of its length).
 def embedding_postprocessor(input_tensor,
                             use_token_type=False,
                             token_type_ids=None,
@@ -705,6 +709,8 @@ def create_attention_mask_from_input_mask(from_tensor, to_mask):
     return mask
 
 
+# One function, as in the reference: the B/F/T/N/H legend and a shape comment after every reshape
+# make up most of its length, and splitting it would scatter the `attention/self` scope.
 def attention_layer(from_tensor,
                     to_tensor,
                     attention_mask=None,
@@ -864,6 +870,8 @@ def attention_layer(from_tensor,
     return context_layer
 
 
+# One function, as in the reference: each layer's body opens the released
+# `layer_N/attention|intermediate|output` scopes in order; the docstring is half of it.
 def transformer_model(input_tensor,
                       attention_mask=None,
                       hidden_size=768,

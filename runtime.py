@@ -317,6 +317,27 @@ def _split_batch(total, parts, what, fix):
     return total // parts
 
 
+def _micro_batch_size(train_batch_size, num_accumulation_steps):
+    """The examples per micro-batch under gradient accumulation (the batch itself without it)."""
+    k = num_accumulation_steps
+    if train_batch_size is None or k <= 1:
+        return train_batch_size
+    micro_batch = _split_batch(
+        train_batch_size,
+        k,
+        "--train_batch_size",
+        "choose --num_accumulation_steps that divides it (micro-batch = train_batch_size / "
+        "num_accumulation_steps).",
+    )
+    tf1.logging.info(
+        "Gradient accumulation: %d micro-batches of %d examples per update of %d examples",
+        k,
+        micro_batch,
+        train_batch_size,
+    )
+    return micro_batch
+
+
 def build_runner(
     model_fn,
     options,
@@ -356,22 +377,7 @@ def build_runner(
         if key in params:
             raise ValueError(f"params must not contain {key!r}: the runtime sets it.")
 
-    micro_batch = train_batch_size
-    k = options.num_accumulation_steps
-    if train_batch_size is not None and k > 1:
-        micro_batch = _split_batch(
-            train_batch_size,
-            k,
-            "--train_batch_size",
-            "choose --num_accumulation_steps that divides it (micro-batch = train_batch_size / "
-            "num_accumulation_steps).",
-        )
-        tf1.logging.info(
-            "Gradient accumulation: %d micro-batches of %d examples per update of %d examples",
-            k,
-            micro_batch,
-            train_batch_size,
-        )
+    micro_batch = _micro_batch_size(train_batch_size, options.num_accumulation_steps)
 
     if use_tpu_estimator:
         if options.distribution_strategy != "none" or options.num_gpus > 1:
@@ -392,8 +398,6 @@ def build_runner(
         estimator=estimator,
         options=options,
         model_dir=model_dir,
-        model_fn=model_fn,
-        params=params,
         strategy=strategy,
         is_tpu_estimator=use_tpu_estimator,
         train_batch_size=train_batch_size,
@@ -476,8 +480,6 @@ class Runner:
         estimator,
         options,
         model_dir,
-        model_fn,
-        params,
         strategy,
         is_tpu_estimator,
         train_batch_size,
@@ -496,8 +498,6 @@ class Runner:
         self.eval_batch_size = eval_batch_size
         self.predict_batch_size = predict_batch_size
         self.description = description
-        self._model_fn = model_fn
-        self._params = params
 
     # -- batch sizes ----------------------------------------------------------------------------
 
