@@ -200,6 +200,14 @@ def test_amp_check_demands_float16_on_a_gpu_only():
                       record={"amp_graph_rewrite": True}, fp16_conversions=[(812, 3021)])
     result = gpu_check.amp_check(base, off, gpu_mode=True)
     assert result["status"] == "failed" and "max_step_abs" in result["note"]
+    # Training finished and was evaluated, then the export failed: the curve is still judged,
+    # the export has its own check.
+    export_failed = dict(used, exit_code=1, exported=False,
+                         error="ERROR: saved_model does not match the checkpoint")
+    assert gpu_check.amp_check(base, export_failed, gpu_mode=True)["status"] == "passed"
+    export = gpu_check.amp_export_check(export_failed, gpu_mode=True)
+    assert export["status"] == "failed" and "does not match" in export["note"]
+    assert gpu_check.amp_export_check(dict(used, exported=True), True)["status"] == "passed"
 
 
 def test_xla_and_mirrored_checks():
@@ -299,6 +307,9 @@ def test_cpu_correctness_run(tmp_path):
     assert amp["status"] == "passed", amp
     assert amp["measured"]["float16_rewrite_enabled"] is False  # float32 on the CPU, as documented
     assert amp["measured"]["max_step_abs"] <= gpu_check.TOLERANCES["amp"]["max_step_abs"]
+
+    amp_export = checks["--use_amp training then --do_export in one run"]
+    assert amp_export["status"] == "passed" and amp_export["measured"]["exported"], amp_export
 
     mirrored = checks["two replicas vs one: loss curve"]
     assert mirrored["status"] == "passed", mirrored
