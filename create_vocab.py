@@ -170,6 +170,12 @@ def options_from_flags(flag_values):
         input_files = cli.expand_input_files(flag_values.input_file, "--input_file", "raw text")
         if not flag_values.output_file:
             raise cli.UsageError("--output_file is required: where to write the vocab file")
+    named_files = [("--report", flag_values.report), ("--extend_vocab", flag_values.extend_vocab)]
+    named_files += [("--compare_vocab", path) for path in compare]
+    for flag_name, path in named_files:
+        # Checked now, not after counting a large corpus.
+        if path and not tf.io.gfile.exists(path):
+            raise cli.UsageError(f"{flag_name}={path}: no such file")
     if flag_values.extend_vocab and flag_values["vocab_size"].present:
         raise cli.UsageError("--vocab_size does not apply with --extend_vocab (the size stays the "
                              "base vocab's): drop one of them")
@@ -241,7 +247,8 @@ def _prune(word_counts, max_words):
                      f"{len(dropped):,}", threshold, f"{max_words:,}")
 
 
-def count_words(input_files, do_lower_case, max_words=2_000_000, progress_every_seconds=10.0):
+def count_words(input_files, do_lower_case, max_words=2_000_000, progress_every_seconds=10.0,
+                flag_name="--input_file"):
     """Counts the basic tokens of every line of `input_files`, streaming, with progress.
 
     Args:
@@ -249,6 +256,7 @@ def count_words(input_files, do_lower_case, max_words=2_000_000, progress_every_
       do_lower_case: bool, as for FullTokenizer.
       max_words: int, bound on distinct words held (pruned to it when twice as many are held).
       progress_every_seconds: float, how often to log progress.
+      flag_name: the flag the files came from, for error messages.
 
     Returns:
       WordCounts.
@@ -264,7 +272,7 @@ def count_words(input_files, do_lower_case, max_words=2_000_000, progress_every_
                                   every_seconds=progress_every_seconds)
     pending_bytes = 0
     for path in input_files:
-        for line in cli.read_text_lines(path):
+        for line in cli.read_text_lines(path, flag_name):
             words = basic.tokenize(line)
             counts.update(words)  # C-level counting of the whole list.
             result.lines += 1
@@ -284,7 +292,7 @@ def count_words(input_files, do_lower_case, max_words=2_000_000, progress_every_
         result.long_words += counts.pop(word)
     if not counts:
         raise cli.UsageError(
-            f"no words in --input_file ({len(input_files)} file(s), {result.lines:,} lines, all "
+            f"no words in {flag_name} ({len(input_files)} file(s), {result.lines:,} lines, all "
             f"blank or over {_MAX_WORD_CHARS} characters): pass UTF-8 text, one sentence or "
             f"paragraph per line")
     tf1.logging.info("Counted %s words (%s distinct) in %s lines", f"{result.words:,}",
@@ -382,7 +390,7 @@ def learn_pieces(word_counts, num_pieces, min_frequency):
     return sorted(vocab, key=vocab.__getitem__)
 
 
-def vocab_layout(learned, num_unused, alphabet_chars=(), continuation_chars=()):
+def vocab_layout(learned, num_unused, alphabet_chars=(), continuation_chars=(), vocab_size=None):
     """The released layout: [PAD], [unused*], specials, characters, pieces, ## characters.
 
     Args:
@@ -390,16 +398,21 @@ def vocab_layout(learned, num_unused, alphabet_chars=(), continuation_chars=()):
       num_unused: int, number of [unusedN] slots.
       alphabet_chars: characters that must be present even if the trainer dropped them.
       continuation_chars: characters whose "##" form must be present.
+      vocab_size: int or None, the most lines: the last learned pieces go first (never a
+        character).
 
     Returns:
       list of str, the lines of the vocab file.
     """
     chars = set(alphabet_chars) | {t for t in learned if len(t) == 1}
     hashed = set(continuation_chars) | {t[2:] for t in learned if len(t) == 3 and t[:2] == "##"}
-    pieces = [t for t in learned if len(t) > 1 and not (len(t) == 3 and t[:2] == "##")]
-    return ([PAD_TOKEN] + [f"[unused{i}]" for i in range(num_unused)] + list(SPECIAL_TOKENS)
-            + sorted(chars) + [t for t in pieces if t not in SPECIAL_TOKENS]
-            + ["##" + c for c in sorted(hashed)])
+    pieces = [t for t in learned if len(t) > 1 and not (len(t) == 3 and t[:2] == "##")
+              and t not in SPECIAL_TOKENS]
+    head = [PAD_TOKEN] + [f"[unused{i}]" for i in range(num_unused)] + list(SPECIAL_TOKENS)
+    if vocab_size is not None:
+        # The pieces come most useful first (merge order), so the last ones are the ones to drop.
+        del pieces[max(0, vocab_size - len(head) - len(chars) - len(hashed)):]
+    return head + sorted(chars) + pieces + ["##" + c for c in sorted(hashed)]
 
 
 def build_vocab(word_counts, vocab_size, min_frequency, num_unused):
@@ -418,12 +431,14 @@ def build_vocab(word_counts, vocab_size, min_frequency, num_unused):
     every, inside = alphabet(word_counts)
     num_pieces = vocab_size - 1 - num_unused - len(SPECIAL_TOKENS)
     learned = learn_pieces(word_counts, num_pieces, min_frequency)
-    lines = vocab_layout(learned, num_unused, every, inside)
+    # The trainer makes no ## form for characters seen only in words dropped by --max_words; the
+    # layout adds them, so a few of the last pieces may have to make room.
+    lines = vocab_layout(learned, num_unused, every, inside, vocab_size)
     if len(lines) < vocab_size:
         tf1.logging.info("The corpus gave %s lines, fewer than --vocab_size=%s (no more pieces "
                          "occur --min_frequency=%s times)", f"{len(lines):,}", f"{vocab_size:,}",
                          min_frequency)
-    return lines[:vocab_size]
+    return lines
 
 
 # --------------------------------------------------------------------------------------------------
@@ -549,7 +564,7 @@ def coverage_report(heldout_file, vocab_files, do_lower_case):
     Raises:
       cli.UsageError: the held-out file is missing, not UTF-8 or has no words.
     """
-    heldout = count_words([heldout_file], do_lower_case, max_words=10 ** 9)
+    heldout = count_words([heldout_file], do_lower_case, max_words=10 ** 9, flag_name="--report")
     first = tokenization.load_vocab(vocab_files[0])
     rows = [measure_coverage(heldout.counts, path, do_lower_case, first) for path in vocab_files]
     title = (f"Coverage of {heldout_file} ({heldout.lines:,} lines, {heldout.words:,} words, "

@@ -9,6 +9,7 @@ released Chinese vocab. Learning needs the optional `tokenizers` package (requir
 
 import bz2
 import collections
+import importlib.util
 import json
 import os
 import re
@@ -108,8 +109,14 @@ def test_pruning_bounds_memory_and_keeps_every_character(tmp_path):
     assert len(counts.counts) <= 100 and counts.dropped_words > 2800
     assert (counts.counts["common"], counts.counts["words"], counts.words) == (3000, 50, 6100)
     every, inside = create_vocab.alphabet(counts)
-    # Every character of the dropped words is still in the alphabet, so in the vocab.
+    # Every character of the dropped words is still in the alphabet, so in the vocab, whose size
+    # stays within --vocab_size (the last pieces make room for the ## forms the trainer lacks).
     assert {chr(0xAC00 + i) for i in range(3000)} <= set(inside) <= set(every)
+    if importlib.util.find_spec("tokenizers") is not None:
+        size = create_vocab.required_size(counts, 0) + 3
+        lines = create_vocab.build_vocab(counts, size, min_frequency=1, num_unused=0)
+        assert len(lines) == size and len(set(lines)) == size
+        assert set(every) <= set(lines) and {"##" + c for c in inside} <= set(lines)
 
 
 def test_counts_as_text_gives_the_trainer_exact_counts():
@@ -245,6 +252,8 @@ def test_empty_corpus_and_too_small_vocab(tmp_path, english_counts):
     empty = _write_lines(tmp_path / "empty.txt", ["", "   ", "\t"])
     with pytest.raises(cli.UsageError, match="no words in --input_file .*3 lines"):
         create_vocab.count_words([empty], True)
+    with pytest.raises(cli.UsageError, match="no words in --report"):
+        create_vocab.coverage_report(empty, [empty], True)
     needed = create_vocab.required_size(english_counts, 99)
     every, inside = create_vocab.alphabet(english_counts)
     assert needed == 104 + len(every) + len(inside)
@@ -315,6 +324,10 @@ def test_flag_errors(tmp_path, english_vocab):
           "--vocab_size=100"], "--vocab_size does not apply with --extend_vocab"),
         ([f"--input_file={text}", "--output_file=o", "--num_unused=-1"], "--num_unused=-1 must"),
         ([f"--input_file={text}", "--output_file=o", "--min_frequency=0"], "--min_frequency=0"),
+        ([f"--input_file={text}", "--output_file=o", f"--report={tmp_path}/no.txt"],
+         f"--report={tmp_path}/no.txt: no such file"),
+        ([f"--report={text}", f"--compare_vocab={english_vocab},{tmp_path}/v.txt"],
+         f"--compare_vocab={tmp_path}/v.txt: no such file"),
     ]
     for args, message in cases:
         with pytest.raises(cli.UsageError, match=re.escape(message)):
