@@ -47,6 +47,7 @@ import tokenization
 import training
 from cli import ProgressLogger, UsageError, atomic_output
 from tasks import crf
+from tasks.classifier import streaming_concat, streaming_last
 
 tf1 = tf.compat.v1
 
@@ -1094,28 +1095,6 @@ def _decoded_counts(word_index, word_scores, gold_ids, scores, label_list):
     return counts
 
 
-def _metric_variable(name, values):
-    """A local variable holding a [0, ...] array of `values`' inner shape at first."""
-    initial = tf.zeros([0] + values.shape.as_list()[1:], values.dtype)
-    return tf1.Variable(initial, trainable=False, validate_shape=False, name=name,
-                        shape=tf.TensorShape(None),
-                        collections=[tf1.GraphKeys.LOCAL_VARIABLES,
-                                     tf1.GraphKeys.METRIC_VARIABLES])
-
-
-def _accumulator(name, values):
-    """(variable, update): the variable grows by `values` (along axis 0) at every update."""
-    variable = _metric_variable(name, values)
-    update = tf1.assign(variable, tf.concat([variable, values], axis=0), validate_shape=False)
-    return variable, update
-
-
-def _last_value(name, values):
-    """(variable, update): the variable is set to `values` at every update."""
-    variable = _metric_variable(name, values)
-    return variable, tf1.assign(variable, values, validate_shape=False)
-
-
 def metric_fn_builder(label_list):
     """Returns metric_fn(...) for eval_metrics: the conlleval metrics of the merged sentences.
 
@@ -1139,12 +1118,12 @@ def metric_fn_builder(label_list):
             owned = tf.cast(word_owned, tf.bool)  # [B, S]
             positions = tf.range(tf.shape(word_owned)[1])[tf.newaxis, :]
             index = tf.cast(word_base, tf.int32)[:, tf.newaxis] + positions  # [B, S]
-            collected = [_accumulator(name, tf.boolean_mask(values, owned)) for name, values in
-                         (("word_index", index), ("word_scores", word_scores),
-                          ("gold_ids", tf.cast(word_labels, tf.int32)))]
+            collected = [streaming_concat(name, tf.boolean_mask(values, owned))
+                         for name, values in (("word_index", index), ("word_scores", word_scores),
+                                              ("gold_ids", tf.cast(word_labels, tf.int32)))]
             # The value op runs after the last batch, when no input can be read any more: it may
             # only read variables, so the transition scores are kept in one as well.
-            collected.append(_last_value("transition_scores", transition_scores[:1]))
+            collected.append(streaming_last("transition_scores", transition_scores[:1]))
             update = tf.group(*[u for _, u in collected])
             values = tf1.py_func(compute, [v for v, _ in collected], tf.float32, stateful=True)
         metrics = {key: (values[i], update) for i, key in enumerate(keys)}

@@ -274,7 +274,7 @@ def test_minilm_tagger_beats_dictionary_lookup_on_news_names(use_crf, minilm_tf,
         documents = [line for line in f if line.strip()]
     data = tmp_path / "news"
     # Training and test documents apart: many test names never occur in training.
-    train_file = _news_split(documents[:80], data / "train.txt")
+    train_file = _news_split(documents[:150], data / "train.txt")
     test_file = _news_split(documents[230:300], data / "test.txt")
     train = ner.read_conll(train_file)
     test = ner.read_conll(test_file)
