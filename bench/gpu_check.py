@@ -86,7 +86,7 @@ FINE_TUNE_FLAGS = [
     "--do_eval=true",
 ]
 # Seconds a step is expected to take on a GPU machine (what the budget reserves before starting).
-ESTIMATES_S = {"init_checkpoint": 15, "fine_tune": 40, "export_tiny": 60, "export_base": 120}
+ESTIMATES_S = {"init_checkpoint": 15, "fine_tune": 40, "export_tiny": 45, "export_base": 90}
 
 _FP16_RE = re.compile(r"Converted (\d+)/(\d+) nodes to float16 precision")
 _XLA_RE = re.compile(r"XLA service \S+ initialized for platform (\w+)")
@@ -766,9 +766,9 @@ SPEED_SIZES = {
     "base": dict(encoder=gpu_flops.BERT_BASE, pretrain=gpu_flops.BERT_LARGE, train_batch=32,
                  infer_batch=8, seq_len=128, pretrain_batch=64, masked_positions=20,
                  bucket_batch=32, steps=30, warmup=5, max_seconds=6.0,
-                 estimates={"train": 30, "train_xla": 75, "infer": 15, "infer_xla": 40,
-                            "pretrain": 110, "bucketing": 25, "checkpoint": 15,
-                            "saved_model": 20}),
+                 estimates={"train": 20, "train_xla": 50, "infer": 10, "infer_xla": 30,
+                            "pretrain": 80, "bucketing": 15, "checkpoint": 10,
+                            "saved_model": 15}),
     "tiny": dict(encoder=None, pretrain=None, train_batch=8, infer_batch=8, seq_len=32,
                  pretrain_batch=8, masked_positions=5, bucket_batch=16, steps=5, warmup=1,
                  max_seconds=1.0,

@@ -394,3 +394,86 @@ def test_speed_worker_rows_on_the_tiny_model(tmp_path):
         gpu_flops.forward_flops_per_sequence(size["encoder"], 32)
     assert bucket["bucketed"]["flops_per_sentence"] < bucket["padded"]["flops_per_sentence"]
     assert bucket["sentences"] == 243 and bucket["speedup"] > 0
+
+
+def test_gpu_rows_report_from_recorded_results():
+    """The GPU-only path from worker result lines to the report, on lines shaped like a GPU's."""
+    h200 = gpu_flops.find_peak("NVIDIA H200")
+    size = gpu_check.speed_size("base")
+    jobs = {job["id"]: job for job in gpu_check.main_speed_jobs("base", size)}
+    jobs["pretrain_large_amp_xla"] = gpu_check.pretrain_job("base", size)
+    lines = [
+        dict(id="train_base_amp", kind="train", status="ok", sequences_per_s=900.0,
+             precision_effective="amp", fp16_conversions=[[2100, 8000]], peak_memory_mb=9000.0,
+             job=jobs["train_base_amp"]),
+        dict(id="infer_base_amp", kind="infer", status="ok", sequences_per_s=3000.0,
+             precision_effective="amp", fp16_conversions=[], job=jobs["infer_base_amp"]),
+        dict(id="pretrain_large_amp_xla", kind="train", status="ok", sequences_per_s=1000.0,
+             precision_effective="amp + XLA", fp16_conversions=[[5000, 20000]],
+             job=jobs["pretrain_large_amp_xla"]),
+        dict(id="infer_base_fp32", kind="infer", status="failed", job=jobs["infer_base_fp32"],
+             error="ResourceExhaustedError: OOM when allocating tensor"),
+        dict(id="saved_model_base", kind="saved_model", status="ok", sequences_per_s=2000.0,
+             batch1_ms=2.5, precision_effective="saved_model: tf32", export_max_abs_diff=2e-3,
+             export_tolerance=1e-5, trt_native_fallbacks=0),
+        dict(id="tftrt_base", kind="saved_model", status="unavailable",
+             note="TensorRT 8.6 (libnvinfer.so.8) is not loadable"),
+        dict(id="bucketing_base_amp", kind="bucketing", status="ok", sentences=243,
+             mean_tokens=23.2, speedup=3.0, sequences_per_s=6000.0, precision_effective="amp",
+             fp16_conversions=[[900, 4000]],
+             padded={"sentences_per_s": 2000.0, "shapes": [[32, 128]] * 7 + [[19, 128]]},
+             bucketed={"sentences_per_s": 6000.0, "shapes": [[32, 16]] * 4 + [[32, 32]] * 3
+                       + [[19, 64]]}),
+    ]
+    rows = [gpu_check.annotate_row(dict(line), size, h200, gpu_mode=True) for line in lines]
+    by_id = {row["id"]: row for row in rows}
+
+    base_train = gpu_flops.flops_per_sequence(gpu_flops.BERT_BASE, 128, True)
+    assert by_id["train_base_amp"]["flops_per_seq"] == base_train
+    assert by_id["train_base_amp"]["utilisation"] == pytest.approx(900 * base_train / 989.4e12)
+    assert by_id["train_base_amp"]["warnings"] == []
+    assert "float16 rewrite may not have run" in by_id["infer_base_amp"]["warnings"][0]
+    assert by_id["saved_model_base"]["peak_unit"] == "tf32 tensor"
+    assert "differs from the checkpoint by 2.00e-03" in by_id["saved_model_base"]["warnings"][0]
+    padded = by_id["bucketing_base_amp"]["padded"]
+    assert padded["flops_per_sentence"] == pytest.approx(
+        gpu_flops.forward_flops_per_sequence(gpu_flops.BERT_BASE, 128))
+    assert by_id["bucketing_base_amp"]["bucketed"]["flops_per_sentence"] < \
+        padded["flops_per_sentence"] / 4
+
+    table = gpu_check.comparison_table(rows, h200)
+    pretrain = [e for e in table if e["our_row"] == "pretrain_large_amp_xla"][0]
+    assert pretrain["ratio"] == pytest.approx(1000 / 356.8)
+    assert pretrain["scaled_published_per_s"] == pytest.approx(356.8 * 989.4 / 312)
+    infer_xla = [e for e in table if e["our_row"] == "infer_base_amp_xla"][0]
+    assert infer_xla["measured_per_s"] is None and infer_xla["our_status"] == "not run"
+
+    report = {"finished": "now", "budget_s": 480, "elapsed_s": 470.0, "command": "x",
+              "environment_lines": ["GPU 0: NVIDIA H200 (compute capability 9.0)"],
+              "correctness": [], "speed": rows, "comparison": table,
+              "notes": gpu_check.summary_notes([], rows)}
+    markdown = gpu_check.markdown_report(report)
+    assert "| train_base_amp | BERT-Base fine-tuning step (AdamW), batch 32, S=128 | amp | " \
+           "900.0 |" in markdown
+    assert "% of 989 (fp16 tensor)" in markdown and "batch 1: 2.50 ms" in markdown
+    assert "| infer_base_fp32 |" in markdown and "FAILED: ResourceExhaustedError" in markdown
+    assert "UNAVAILABLE: TensorRT 8.6" in markdown
+    assert "padded 2000.0 sentences/s, bucketed 6000.0 (3.00x)" in markdown
+    assert any(note.startswith("infer_base_amp: no 'Converted") for note in report["notes"])
+
+
+def test_environment_lines_of_a_gpu_machine():
+    env = {"gpus": [{"device_name": "NVIDIA H200", "compute_capability": "9.0"}],
+           "machine": "x", "tensorflow": "2.15.1",
+           "driver": {"driver_version": "550.54.15", "driver_cuda_version": "12.4"},
+           "build": {"is_cuda_build": True, "cuda_version": "12.2", "cudnn_version": "8",
+                     "is_tensorrt_build": True},
+           "tensorrt": {"enabled": False}, "nccl_kernel": True}
+    lines = gpu_check.environment_lines(env)
+    assert lines[0] == "GPU 0: NVIDIA H200 (compute capability 9.0)"
+    assert lines[1] == "driver 550.54.15 (supports CUDA 12.4)"
+    assert "CUDA 12.2, cuDNN 8" in lines[2] and "libnvinfer is not loadable" in lines[2]
+    env["tensorrt"] = {"enabled": True, "linked": "8.6.1", "loaded": "8.6.1"}
+    assert "TensorRT linked 8.6.1, loaded 8.6.1" in gpu_check.environment_lines(env)[2]
+    env["build"]["is_tensorrt_build"] = False
+    assert "TensorRT not in this build" in gpu_check.environment_lines(env)[2]
