@@ -45,60 +45,72 @@ tf1 = tf.compat.v1
 FLAGS = flags.FLAGS
 
 
-def define_flags():
+def define_flags(flag_values=flags.FLAGS):
     """The classifier's flags where they mean the same, the shared groups and the NER flags."""
-    cli.define_model_flags()
+    cli.define_model_flags(flag_values=flag_values)
     flags.DEFINE_string(
         "data_dir", None,
         "Directory with train.txt, dev.txt and test.txt (CoNLL or character per line) or "
-        "train.jsonl, dev.jsonl and test.jsonl (\"tokens\" and \"labels\").")
+        "train.jsonl, dev.jsonl and test.jsonl (\"tokens\" and \"labels\").",
+        flag_values=flag_values)
     flags.DEFINE_string(
         "output_dir", None,
-        "The output directory where the model checkpoints, TFRecords and results will be written.")
-    flags.DEFINE_bool("do_train", False, "Whether to run training.")
-    flags.DEFINE_bool("do_eval", False, "Whether to run eval on the dev set.")
-    flags.DEFINE_bool(
-        "do_predict", False, "Whether to tag the test set and write its predictions.")
-    flags.DEFINE_integer("train_batch_size", 32, "Total batch size for training.")
-    flags.DEFINE_integer("eval_batch_size", 8, "Total batch size for eval.")
-    flags.DEFINE_integer("predict_batch_size", 8, "Total batch size for predict.")
-    flags.DEFINE_float("learning_rate", 5e-5, "The initial learning rate for Adam.")
-    flags.DEFINE_float("num_train_epochs", 3.0, "Total number of training epochs to perform.")
+        "The output directory where the model checkpoints, TFRecords and results will be "
+        "written.", flag_values=flag_values)
+    flags.DEFINE_bool("do_train", False, "Whether to run training.", flag_values=flag_values)
+    flags.DEFINE_bool("do_eval", False, "Whether to run eval on the dev set.",
+                      flag_values=flag_values)
+    flags.DEFINE_bool("do_predict", False,
+                      "Whether to tag the test set and write its predictions.",
+                      flag_values=flag_values)
+    flags.DEFINE_integer("train_batch_size", 32, "Total batch size for training.",
+                         flag_values=flag_values)
+    flags.DEFINE_integer("eval_batch_size", 8, "Total batch size for eval.",
+                         flag_values=flag_values)
+    flags.DEFINE_integer("predict_batch_size", 8, "Total batch size for predict.",
+                         flag_values=flag_values)
+    flags.DEFINE_float("learning_rate", 5e-5, "The initial learning rate for Adam.",
+                       flag_values=flag_values)
+    flags.DEFINE_float("num_train_epochs", 3.0, "Total number of training epochs to perform.",
+                       flag_values=flag_values)
     flags.DEFINE_float(
         "warmup_proportion", 0.1,
         "Proportion of training to perform linear learning rate warmup for. "
-        "E.g., 0.1 = 10% of training.")
+        "E.g., 0.1 = 10% of training.", flag_values=flag_values)
 
     # Shared runtime flags (TPU, checkpoints, GPUs/strategies, evaluation during training, export).
-    cli.define_tpu_flags()
-    cli.define_checkpoint_flags()
-    cli.define_runtime_flags()
-    cli.define_eval_during_training_flags(early_stopping_metric="eval_f1")
-    cli.define_export_flags()
+    cli.define_tpu_flags(flag_values=flag_values)
+    cli.define_checkpoint_flags(flag_values=flag_values)
+    cli.define_runtime_flags(flag_values=flag_values)
+    cli.define_eval_during_training_flags(early_stopping_metric="eval_f1",
+                                          flag_values=flag_values)
+    cli.define_export_flags(flag_values=flag_values)
 
     # Token classification
     flags.DEFINE_enum(
         "data_format", "auto", list(ner.DATA_FORMATS),
         "Format of the data files: conll (token per line, label in the last column; also one "
-        "character per line), jsonl, or auto (by file extension: .jsonl/.json, else conll).")
+        "character per line), jsonl, or auto (by file extension: .jsonl/.json, else conll).",
+        flag_values=flag_values)
     flags.DEFINE_enum(
         "label_scheme", "auto", ["auto"] + list(ner.SCHEMES),
         "Label scheme of the files: bio (IOB2), iob1 or bioes (also BMES/BILOU spellings). auto: "
         "detected from the training file (E-/S- labels: bioes; entities starting with I- and B- "
-        "only between two entities of a type: iob1; else bio).")
+        "only between two entities of a type: iob1; else bio).", flag_values=flag_values)
     flags.DEFINE_string(
         "labels", None,
         "Comma-separated label list in id order, O included. Default: the labels of the training "
         "file (O, then B-/I-/... of each type, sorted), or labels.txt in output_dir when not "
-        "training.")
+        "training.", flag_values=flag_values)
     flags.DEFINE_bool(
         "use_crf", False,
         "Put a linear-chain CRF on top of the token layer (trained by the forward algorithm, "
-        "decoded by Viterbi).")
+        "decoded by Viterbi).", flag_values=flag_values)
     flags.DEFINE_integer(
         "doc_stride", 0,
         "A sentence longer than max_seq_length WordPieces is split into overlapping windows; "
-        "this many WordPieces separate the starts of consecutive windows (0 = half a window).")
+        "this many WordPieces separate the starts of consecutive windows (0 = half a window).",
+        flag_values=flag_values)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -4,8 +4,13 @@ Everything `run_classifier.py` does, as functions of plain arguments (the runner
 onto them):
 
 * data: `InputExample` / `PaddingInputExample` / `InputFeatures`, `DataProcessor` and the processors
-  of the reference tasks (cola, mnli, mrpc, xnli), the generic `tsv` / `csv` / `jsonl` processors,
-  the module-level registry `PROCESSORS` (`register_processor`, `--processor_module` plugins);
+  of the reference tasks (cola, mnli, mrpc, xnli) and of the other GLUE tasks (sst-2, qqp, qnli,
+  rte, wnli, sts-b: the official files' columns, found by header name), the generic `tsv` / `csv`
+  / `jsonl` processors, the module-level registry `PROCESSORS` (`register_processor`,
+  `--processor_module` plugins);
+* heads (`HeadOptions`, `head_options`): the reference's softmax by default, or `regression` (one
+  output, squared error; Pearson and Spearman) or `multi_label` (a sigmoid per label; micro/macro
+  F1 and subset accuracy), each with its export head and predictor;
 * features: `convert_single_example`, `file_based_convert_examples_to_features` and the cached
   `write_or_reuse_tf_record`, `file_based_input_fn_builder`;
 * model: `create_model` (BERT's pooled output and a softmax layer with the reference's root-scope
