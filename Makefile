@@ -14,7 +14,7 @@ FIND_PYTHON = for p in $${PYTHON:-} python3.11 python3.10 python3.9 python3; do 
   if command -v "$$p" >/dev/null 2>&1 && "$$p" -c 'import sys; sys.exit(not (3, 9) <= sys.version_info[:2] <= (3, 11))' 2>/dev/null; then \
     echo "$$p"; break; fi; done
 
-.PHONY: test demo bench lint clean venv
+.PHONY: test demo bench lint clean venv gpu-check
 
 venv: $(VENV)/.installed
 
@@ -37,6 +37,10 @@ demo: venv
 
 bench: venv
 	$(PY) bench/run_all.py
+
+# On a GPU box: make gpu-check REQUIREMENTS=requirements-gpu.txt (see README, GPUs).
+gpu-check: venv
+	$(PY) bench/gpu_check.py --output_dir=bench/results/gpu
 
 lint: venv
 	$(VENV)/bin/ruff check .

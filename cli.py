@@ -95,7 +95,21 @@ def run_main(main, argv=None):
             sys.stderr.flush()
             sys.exit(1)
 
+    _allow_cpu_xla()
     app.run(_main_with_clean_errors, argv=argv)
+
+
+def _allow_cpu_xla():
+    """Lets --use_xla compile on the CPU too (GPUs need only the session's jit level).
+
+    TensorFlow reads TF_XLA_FLAGS once, at its first device listing, and `import tensorflow`
+    registers an absl init callback that lists the devices as soon as app.run has parsed the
+    flags, before any main. The flag only allows CPU auto-clustering: it acts in sessions whose
+    global_jit_level is set, which only --use_xla does, so runs without it are unchanged.
+    """
+    xla_flags = os.environ.get("TF_XLA_FLAGS", "")
+    if "--tf_xla_cpu_global_jit" not in xla_flags:
+        os.environ["TF_XLA_FLAGS"] = (xla_flags + " --tf_xla_cpu_global_jit").strip()
 
 
 def _remove_path(path):

@@ -16,6 +16,7 @@ left at export_dir. `export_model.py` is the command line; runners' `--do_export
 with the saved_model format.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -24,6 +25,7 @@ import time
 import numpy as np
 import tensorflow as tf
 from tensorflow.python.tools import optimize_for_inference_lib
+from tensorflow.python.training.experimental import mixed_precision_global_state
 
 import cli
 import inference
@@ -236,17 +238,14 @@ def tftrt_unavailable_reason():
     """None when TF-TRT can run here, else one line saying why not."""
     if not tf.config.list_physical_devices("GPU"):
         return "no GPU visible (TF-TRT needs a CUDA GPU and TensorRT)"
-    try:
-        # Imported here: only GPU builds of TensorFlow ship it.
-        from tensorflow.compiler.tf2tensorrt import _pywrap_py_utils
-    except ImportError:
+    if not tf.sysconfig.get_build_info().get("is_tensorrt_build"):
         return "this TensorFlow build has no TensorRT support"
+    # TF-TRT loads libnvinfer itself; is_tensorrt_enabled() is False when it cannot.
+    from tensorflow.compiler.tf2tensorrt import _pywrap_py_utils
     if not _pywrap_py_utils.is_tensorrt_enabled():
-        return "this TensorFlow build has no TensorRT support"
-    try:
-        import tensorrt  # noqa: F401 (only checks that TensorRT is installed)
-    except ImportError:
-        return "the tensorrt Python package (libnvinfer) is not installed"
+        return ("TensorRT 8.6 (libnvinfer.so.8) is not loadable: tensorflow[and-cuda] does not "
+                "install it; put TensorRT's libraries on LD_LIBRARY_PATH or use NVIDIA's "
+                "TensorFlow container")
     return None
 
 
@@ -368,6 +367,37 @@ def export(spec, export_dir, formats, tolerances, latency_runs=50, warmup_runs=5
       VerificationError: an artefact failed its check (nothing is left at export_dir).
       cli.UsageError: the checkpoint does not match the config or labels.
     """
+    with full_float32():
+        report = _export_verified(spec, export_dir, formats, tolerances, latency_runs,
+                                  warmup_runs, num_random, tflite_threads)
+    tf1.logging.info("Export complete: %s", export_dir)
+    return report
+
+
+@contextlib.contextmanager
+def full_float32():
+    """Float32 math for the checks, whatever the process enabled for training.
+
+    Exports are compared and served in float32: the float16 graph rewrite that --use_amp turns on
+    is process-wide (it would reach the checkpoint session and the loaded SavedModel separately),
+    and TF32, the default for matmuls on Ampere and later GPUs, rounds their inputs to 10 bits.
+    """
+    tf32 = tf.config.experimental.tensor_float_32_execution_enabled()
+    amp = mixed_precision_global_state.is_mixed_precision_graph_rewrite_enabled()
+    tf.config.experimental.enable_tensor_float_32_execution(False)
+    if amp:
+        tf1.mixed_precision.disable_mixed_precision_graph_rewrite()
+    try:
+        yield
+    finally:
+        tf.config.experimental.enable_tensor_float_32_execution(tf32)
+        if amp:
+            mixed_precision_global_state.set_mixed_precision_graph_rewrite_enabled(True)
+
+
+def _export_verified(spec, export_dir, formats, tolerances, latency_runs, warmup_runs, num_random,
+                     tflite_threads):
+    """The body of export(): samples, reference outputs, every format written and checked."""
     tokenizer = tokenization.FullTokenizer(vocab_file=spec.vocab_file,
                                            do_lower_case=spec.do_lower_case)
     samples = sample_features(spec, tokenizer, num_random)
@@ -417,7 +447,6 @@ def export(spec, export_dir, formats, tolerances, latency_runs=50, warmup_runs=5
     finally:
         model.close()
     progress.done()
-    tf1.logging.info("Export complete: %s", export_dir)
     return report
 
 

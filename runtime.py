@@ -30,8 +30,10 @@ Decisions worth knowing:
   build_runner before running any op; Runner.train goes through train_and_evaluate there, because
   Estimator.train refuses TF_CONFIG-driven multi-worker training. Workers only train: evaluation and
   early stopping need an `evaluator` task.
-* `--use_xla` sets TF_XLA_FLAGS=--tf_xla_cpu_global_jit (read once, when TensorFlow's runtime
-  starts; build_runner sets it before touching a device) plus the session's global jit level.
+* `--use_xla` needs TF_XLA_FLAGS=--tf_xla_cpu_global_jit on the CPU, read once when TensorFlow's
+  runtime starts: cli.run_main sets it before absl parses the flags (importing tensorflow lists the
+  devices right after that); build_runner sets it too, for library callers that build the runner
+  before any TensorFlow op. Plus the session's global jit level.
 * Evaluation during training runs on one device (eval_distribute is not set).
 """
 
@@ -45,6 +47,7 @@ import time
 from typing import Optional
 
 import tensorflow as tf
+from tensorflow.python.framework import kernels
 
 import cli
 import training
@@ -235,11 +238,17 @@ def _session_cross_device_ops(devices):
 
     A MirroredStrategy created in eager mode defaults to collective ops, which hang in a tf1
     Session on CPU devices (seen on TF 2.15: the first step never finishes). TF1's own choices
-    for Session mode are NCCL across GPUs and a reduction on one device otherwise.
+    for Session mode are NCCL across GPUs and a reduction on one device otherwise. NCCL also needs
+    one physical GPU per replica (not logical GPUs carved from one) and a build with its kernel,
+    the rules of TensorFlow's own selection.
     """
-    if all("GPU" in device.upper() for device in devices):
-        return tf.distribute.NcclAllReduce()
-    return tf.distribute.ReductionToOneDevice()
+    if not all("GPU" in device.upper() for device in devices):
+        return tf.distribute.ReductionToOneDevice()
+    virtual = len(tf.config.list_logical_devices("GPU")) != len(
+        tf.config.list_physical_devices("GPU"))
+    if virtual or not kernels.get_registered_kernels_for_op("NcclAllReduce"):
+        return tf.distribute.ReductionToOneDevice()
+    return tf.distribute.NcclAllReduce()
 
 
 def _session_config(options):

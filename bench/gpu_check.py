@@ -197,10 +197,8 @@ def run_command(argv, log_path, timeout_s, env):
 
 def progress_logger(total, name):
     """A ProgressLogger over the steps of a phase (count, rate and ETA after each step)."""
-    try:  # cli.py is the command-line layer once the restructuring lands; runtime.py before.
-        from cli import ProgressLogger
-    except ImportError:
-        from runtime import ProgressLogger
+    from cli import ProgressLogger
+
     return ProgressLogger(total=total, unit="steps", name=name, every_seconds=0.0)
 
 
@@ -869,10 +867,8 @@ def export_rows(ctx, model, size, deadline):
 
 def export_tolerance(fmt):
     """export_model.py's default tolerance of a format (read from the code, not copied)."""
-    try:
-        from exporting import TOLERANCES as export_tolerances
-    except ImportError:  # Before the export formats moved out of export_model.py.
-        from export_model import TOLERANCES as export_tolerances
+    from exporting import TOLERANCES as export_tolerances
+
     return export_tolerances.get(fmt)
 
 
@@ -1100,10 +1096,7 @@ FLOP_NOTE = ("2 L (4 H^2 + 2 H I) + 4 S H L per token, plus pooler, heads (maske
 
 def write_reports(output_dir, report):
     """gpu_check.json and gpu_check.md, each written under a temporary name then renamed."""
-    try:  # cli.py is the command-line layer once the restructuring lands; runtime.py before.
-        from cli import atomic_output
-    except ImportError:
-        from runtime import atomic_output
+    from cli import atomic_output
 
     paths = {}
     for name, text in (("gpu_check.json", json.dumps(report, indent=2, default=str) + "\n"),

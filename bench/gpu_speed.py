@@ -53,17 +53,11 @@ SEED = 12345
 
 
 def task_library(name):
-    """The task module with `create_model`: tasks/<name>.py, or the runner before the split."""
-    try:
-        if name == "classifier":
-            from tasks import classifier as library
-        else:
-            from tasks import pretraining as library
-    except ImportError:
-        if name == "classifier":
-            import run_classifier as library
-        else:
-            import run_pretraining as library
+    """The task module with `create_model`: tasks/classifier.py or tasks/pretraining.py."""
+    if name == "classifier":
+        from tasks import classifier as library
+    else:
+        from tasks import pretraining as library
     return library
 
 
