@@ -67,8 +67,13 @@ import tokenization
 from tasks import classifier
 
 # The task modules that register an inference head (imported for the --task chosen).
-TASK_MODULES = {"classifier": "tasks.classifier", "encoder": "inference", "squad": "tasks.squad",
+TASK_MODULES = {"classifier": "tasks.classifier", "regression": "tasks.classifier",
+                "multi_label": "tasks.classifier", "encoder": "inference", "squad": "tasks.squad",
                 "ner": "tasks.ner"}
+# The tasks whose head ends in a root-scope output_bias [num_labels] and whose runner writes
+# labels.txt into its output_dir (the labels are resolved the same way for all of them).
+LABELLED_TASKS = {"classifier": "run_classifier.py", "multi_label": "run_classifier.py",
+                  "ner": "run_ner.py"}
 
 tf1 = tf.compat.v1
 
@@ -82,9 +87,10 @@ def define_flags(flag_values=flags.FLAGS):
     cli.define_model_flags(flag_values=flag_values)
     flags.DEFINE_enum(
         "task", "classifier", list(TASKS),
-        "classifier: a checkpoint fine-tuned by run_classifier.py (outputs probabilities, logits). "
-        "encoder: any BERT checkpoint (outputs pooled_output, sequence_output). squad, ner: "
-        "checkpoints of run_squad.py (start/end logits) and run_ner.py (per-token labels).",
+        "classifier: a checkpoint fine-tuned by run_classifier.py (outputs probabilities, logits); "
+        "regression, multi_label: run_classifier.py --task_type=... checkpoints. encoder: any BERT "
+        "checkpoint (outputs pooled_output, sequence_output). squad, ner: checkpoints of "
+        "run_squad.py (start/end logits) and run_ner.py (per-token labels).",
         flag_values=flag_values)
     flags.DEFINE_string(
         "labels", None,
@@ -204,11 +210,12 @@ def build_export_spec(task, bert_config_file, vocab_file, init_checkpoint, do_lo
     modeling.check_max_seq_length(bert_config, max_seq_length)
     importlib.import_module(TASK_MODULES[task])  # Registers the task's inference head.
     label_list = None
-    if task == "classifier":
+    if task in LABELLED_TASKS:
         if "output_bias" not in shapes:
             raise cli.UsageError(
-                f"checkpoint {checkpoint} has no classifier head (output_weights/output_bias): "
-                f"fine-tune it with run_classifier.py first, or pass --task=encoder for embeddings")
+                f"checkpoint {checkpoint} has no {task} head (output_weights/output_bias): "
+                f"fine-tune it with {LABELLED_TASKS[task]} first, or pass --task=encoder for "
+                f"embeddings")
         label_list = classifier.resolve_export_labels(labels, checkpoint,
                                                       shapes["output_bias"][0])
     return inference.ExportSpec(task=task, bert_config=bert_config, checkpoint=checkpoint,
