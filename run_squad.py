@@ -285,13 +285,21 @@ class PredictSet:
         self._last = (checkpoint, outputs)
         return outputs
 
-    def evaluate(self, runner, checkpoint):
-        """The official metrics of a checkpoint's predictions (evaluate_fn of the run loop)."""
+    def evaluate(self, runner, checkpoint, init_checkpoint=None):
+        """The official metrics of a checkpoint's predictions (evaluate_fn of the run loop).
+
+        Without a checkpoint in output_dir the model is the warm-started init_checkpoint, whose
+        global step (0 for a pretrained one) is reported.
+        """
         predictions, _, null_odds = self.predict(runner, checkpoint)
-        return dict(squad.evaluate_predictions(
+        result = dict(squad.evaluate_predictions(
             self.data, predictions, self.settings["version_2_with_negative"],
             null_odds if self.settings["version_2_with_negative"] else None,
             input_file=self.predict_file))
+        used = checkpoint or runner.latest_checkpoint() or init_checkpoint
+        result["global_step"] = (runtime.checkpoint_step(cli.resolve_checkpoint(used)) or 0
+                                 if used else 0)
+        return result
 
     def write(self, outputs, output_dir):
         """Writes predictions.json, nbest_predictions.json and (2.0) null_odds.json."""
@@ -350,8 +358,8 @@ def main(_):
         model_fn, options, FLAGS.output_dir, train_batch_size=FLAGS.train_batch_size,
         eval_batch_size=FLAGS.predict_batch_size, predict_batch_size=FLAGS.predict_batch_size)
 
-    evaluate_fn = (lambda checkpoint: predict_set.evaluate(runner, checkpoint)) if (
-        FLAGS.do_eval) else None
+    evaluate_fn = (lambda checkpoint: predict_set.evaluate(
+        runner, checkpoint, FLAGS.init_checkpoint)) if FLAGS.do_eval else None
     best_checkpoint = runtime.run_train_and_eval(
         runner, FLAGS.output_dir, FLAGS.do_train, FLAGS.do_eval, train_input_fn=train_input_fn,
         max_steps=num_train_steps, evaluate_fn=evaluate_fn)
