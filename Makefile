@@ -18,7 +18,7 @@ FIND_PYTHON = for p in $${PYTHON:-} python3.11 python3.10 python3.9 python3; do 
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-base.txt requirements-gpu.txt requirements-test.txt
+$(VENV)/.installed: requirements.txt requirements-base.txt requirements-gpu.txt requirements-test.txt requirements-vocab.txt
 	@py="$$($(FIND_PYTHON))"; \
 	if [ -z "$$py" ]; then \
 	  echo "ERROR: no Python 3.9, 3.10 or 3.11 found on PATH; TensorFlow 2.15.1 needs one of them. Install python3.11 (or set PYTHON=/path/to/python3.11) and run make again." >&2; \
