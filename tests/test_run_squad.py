@@ -135,6 +135,7 @@ def _assert_close_json(ours, theirs, tolerance=1e-5):
         assert ours == theirs
 
 
+@pytest.mark.slow
 def test_v1_prediction_files_equal_the_reference_and_metrics(tiny_runs, tiny, tmp_path):
     out = tiny_runs["v1"]
     checkpoint = tf.train.latest_checkpoint(out)
@@ -157,6 +158,7 @@ def test_v1_prediction_files_equal_the_reference_and_metrics(tiny_runs, tiny, tm
     assert "Num orig examples = 42" in log and "Num split examples" in log
 
 
+@pytest.mark.slow
 def test_v2_early_stopping_export_and_predictor(tiny_runs, tiny, tmp_path):
     out = tiny_runs["v2"]
     best = tf.train.latest_checkpoint(os.path.join(out, "best"))
@@ -211,6 +213,7 @@ def test_help_shows_own_and_shared_flags_only():
     assert "default: '384'" in text and "default: 'f1'" in text
 
 
+@pytest.mark.slow
 def test_bad_input_and_flags_exit_1_with_one_line_and_write_nothing(tiny, tmp_path):
     bad_json = tmp_path / "bad.json"
     bad_json.write_text('{"data": [{"paragraphs": [')
@@ -283,6 +286,7 @@ def heuristic_baselines(data):
     return {"overlap": overlap, "first_name": first_name}
 
 
+@pytest.mark.slow
 def test_minilm_learns_questions_about_real_text(tmp_path, minilm_dir, gensim_test_data):
     converted = subprocess.run([sys.executable, "convert_checkpoint.py", f"--from_hf={minilm_dir}",
                                 f"--output_dir={tmp_path / 'minilm'}"], cwd=REPO_ROOT, env=_env(),
