@@ -144,15 +144,36 @@ def define_flags(flag_values=flags.FLAGS):
 # --------------------------------------------------------------------------------------------------
 
 
+def _jsonable(value):
+    """A prediction (dicts, lists, numpy arrays and scalars) as plain JSON values."""
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item) for item in value]
+    return value.tolist() if hasattr(value, "tolist") else value
+
+
 def prediction_lines(predictor, texts):
-    """Output lines for texts: TSV rows (classifier) or JSON lines (encoder)."""
+    """Output lines: TSV rows (classifier), else one JSON object per text.
+
+    Encoders give their pooled output; SQuAD exports read `question ||| context` lines (a line
+    without the separator is a one-line error) and give the answer; the other tasks (ner,
+    regression, multi_label) give their predictor's result as it is.
+    """
+    if predictor.task == "classifier":
+        return ["\t".join([result["text"].replace("\t", " "), result["label"]]
+                          + [str(float(p)) for p in result["probabilities"]])
+                for result in predictor.predict(texts)]
     if predictor.task == "encoder":
         vectors = predictor.predict(texts)
-        return [json.dumps({"text": text, "pooled_output": [float(v) for v in vector]},
-                           ensure_ascii=False) for text, vector in zip(texts, vectors)]
-    return ["\t".join([result["text"].replace("\t", " "), result["label"]]
-                      + [str(float(p)) for p in result["probabilities"]])
-            for result in predictor.predict(texts)]
+        results = [{"text": text, "pooled_output": vector} for text, vector in zip(texts, vectors)]
+    elif predictor.task == "squad":
+        results = [{"question": a["question"], "answer": a["answer"],
+                    "probability": a["probability"]}
+                   for a in predictor.predict([cli.split_pair(text) for text in texts])]
+    else:
+        results = predictor.predict(texts)
+    return [json.dumps(_jsonable(result), ensure_ascii=False) for result in results]
 
 
 def predict_with_export(saved_model_dir, input_file, output_file, batch_size):
@@ -163,7 +184,7 @@ def predict_with_export(saved_model_dir, input_file, output_file, batch_size):
     if not tf.io.gfile.isdir(saved_model_dir):
         raise cli.UsageError(f"--predict_saved_model={saved_model_dir}: no such directory; pass "
                              f"<export_dir>/saved_model")
-    predictor = inference.Predictor(saved_model_dir, batch_size=batch_size)
+    predictor = inference.load_predictor(saved_model_dir, batch_size=batch_size)
     progress = cli.ProgressLogger(unit="texts", name="Predicting")
     if output_file:
         with cli.atomic_output(output_file) as tmp_path:

@@ -35,6 +35,8 @@ BENCHES = [
     ("inference", "bench_inference.py",
      "sentences/s: bucketed vs padded, encoder vs estimator.predict, BERT-Base FLOP efficiency"),
     ("export", "bench_export.py", "latency and size of each export format vs the checkpoint"),
+    ("squad", "bench_squad.py",
+     "SQuAD feature conversion vs the reference algorithm: questions/s, kept-feature memory"),
 ]
 
 

@@ -23,6 +23,11 @@ EXPECTED_OUTPUTS = {
     "extract_features.sh": ["features.jsonl", "sentences.npy"],
     "export.sh": ["model/saved_model/saved_model.pb", "model/frozen_graph/model.pb",
                   "model/tflite/model.tflite", "model/tflite_int8/model.tflite"],
+    "ner_gpu.sh": ["eval_results.txt", "test_predictions.txt", "test_predictions.jsonl",
+                   "labels.txt", "best", "export/saved_model/saved_model.pb"],
+    "squad_gpu.sh": ["predictions.json", "nbest_predictions.json", "null_odds.json",
+                     "eval_results.txt", "best", "export/saved_model/saved_model.pb"],
+    "squad_tpu.sh": ["predictions.json", "nbest_predictions.json", "eval_results.txt"],
 }
 
 
