@@ -12,9 +12,12 @@ layer -2, sentences up to 128 tokens), sent as requests of `--per_request` sente
   clients talk to it over ZeroMQ on 127.0.0.1 with the unmodified `bert-serving-client` 1.10.
 
 Measured per configuration, after a warm-up: sentences/s over the whole run, sentences/s per core
-(the machine's cores, all busy in both cases), and the p50/p90/p99 latency of single requests.
-The vectors of both sides are compared (largest difference). Ratios are against the baseline of
-the same run; the load average is printed because other processes distort every number.
+(the machine's cores), the p50/p90/p99 latency of single requests, and sentences per CPU-second
+(CPU time of every process involved: this one with its client threads, and for serve.py its
+frontend and workers, read from /proc). On a machine shared with other work the wall-clock
+figures depend on how much of the CPU each side wins; the CPU-second figure much less so. The
+vectors of both sides are compared (largest difference). Ratios are against the baseline of the
+same run; the load average is printed because other processes distort every number.
 
     .venv/bin/python bench/bench_serve.py            # about 4 minutes on 2 cores
     .venv/bin/python bench/bench_serve.py --quick    # smoke run, about 2 minutes
@@ -88,12 +91,39 @@ def run_clients(requests, num_clients, call):
     return seconds, latencies, results
 
 
-def summarize(num_sentences, seconds, latencies):
+def process_cpu_seconds(pid):
+    """User + system CPU seconds of a process (all its threads), from /proc; None elsewhere."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids):
+    values = [process_cpu_seconds(pid) for pid in pids]
+    return None if None in values else sum(values)
+
+
+def summarize(num_sentences, seconds, latencies, cpu):
     ms = 1000 * np.array(latencies)
     return {"sentences_per_s": num_sentences / seconds,
             "sentences_per_s_per_core": num_sentences / seconds / (os.cpu_count() or 1),
             "p50_ms": float(np.percentile(ms, 50)), "p90_ms": float(np.percentile(ms, 90)),
-            "p99_ms": float(np.percentile(ms, 99)), "seconds": seconds}
+            "p99_ms": float(np.percentile(ms, 99)), "seconds": seconds, "cpu_seconds": cpu,
+            "sentences_per_cpu_s": num_sentences / cpu if cpu else None}
+
+
+def measured(num_sentences, pids, requests, num_clients, call):
+    """run_clients, with the CPU seconds the processes `pids` spent meanwhile."""
+    before = cpu_seconds(pids)
+    seconds, latencies, results = run_clients(requests, num_clients, call)
+    after = cpu_seconds(pids)
+    cpu = after - before if before is not None and after is not None else None
+    out = summarize(num_sentences, seconds, latencies, cpu)
+    out["vectors"] = np.concatenate(results)
+    return out
 
 
 def bench_baseline(paths, requests, num_sentences):
@@ -104,10 +134,8 @@ def bench_baseline(paths, requests, num_sentences):
                                   layer_indexes=(-2,), batch_size=256) as encoder:
         encoder.encode(requests[0], "mean")  # warm-up
         for clients in CONCURRENCY:
-            seconds, latencies, results = run_clients(
-                requests, clients, lambda k, texts: encoder.encode(texts, "mean"))
-            out[clients] = summarize(num_sentences, seconds, latencies)
-            out[clients]["vectors"] = np.concatenate(results)
+            out[clients] = measured(num_sentences, [os.getpid()], requests, clients,
+                                    lambda k, texts: encoder.encode(texts, "mean"))
     return out
 
 
@@ -151,11 +179,11 @@ def bench_server(model_dir, requests, num_sentences, log_path, flags):
     try:
         clients = [server.client() for _ in range(max(CONCURRENCY))]
         clients[0].encode(requests[0])  # warm-up
+        pids = [os.getpid(), server.process.pid] + [
+            w["pid"] for w in clients[0].server_status["workers"]]
         for num_clients in CONCURRENCY:
-            seconds, latencies, results = run_clients(
-                requests, num_clients, lambda k, texts: clients[k].encode(texts))
-            out[num_clients] = summarize(num_sentences, seconds, latencies)
-            out[num_clients]["vectors"] = np.concatenate(results)
+            out[num_clients] = measured(num_sentences, pids, requests, num_clients,
+                                        lambda k, texts: clients[k].encode(texts))
         out["statistic"] = clients[0].server_status["statistic"]
         for bc in clients:
             bc.close()
@@ -202,17 +230,21 @@ def print_table(r, variants):
     print("machine: %s; load average %s -> %s\n" % (
         machine.machine_description(), r["machine"]["load_average"],
         [round(x, 2) for x in r["machine"]["load_average_end"]]))
-    print("| clients | setup | sentences/s | per core | vs baseline | p50 ms | p90 ms | p99 ms |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    print("| clients | setup | sentences/s | per core | vs baseline | p50 ms | p90 ms | p99 ms "
+          "| sentences per CPU-s | vs baseline |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for c in CONCURRENCY:
         base = r["baseline"][c]
         for name in ["baseline"] + variants:
             row = r[name][c]
-            print("| %d | %s | %.1f | %.1f | %.2fx | %.0f | %.0f | %.0f |" % (
+            per_cpu = row["sentences_per_cpu_s"]
+            print("| %d | %s | %.1f | %.1f | %.2fx | %.0f | %.0f | %.0f | %s | %s |" % (
                 c, "in-process encoder" if name == "baseline" else name, row["sentences_per_s"],
                 row["sentences_per_s_per_core"],
                 row["sentences_per_s"] / base["sentences_per_s"], row["p50_ms"], row["p90_ms"],
-                row["p99_ms"]))
+                row["p99_ms"], "%.1f" % per_cpu if per_cpu else "n/a",
+                "%.2fx" % (per_cpu / base["sentences_per_cpu_s"])
+                if per_cpu and base["sentences_per_cpu_s"] else "n/a"))
     for name in variants:
         stats = r[name]["statistic"]
         print("\n%s: largest difference from the baseline's vectors %.1e; answered %d of %d "

@@ -6,8 +6,12 @@ is cut from a window over the oldest requests (`window_factor` x max_batch_size 
 1. The anchor is the oldest waiting sentence (small requests, up to `priority_batch_size` texts,
    count as older than big ones, as in bert-as-service). Every batch holds the anchor, so the
    oldest request always makes progress and no request waits forever behind newer ones.
-2. Around it, the batch takes the run of `size` sentences, in length order, with the smallest
-   spread of lengths, so a batch padded to its longest member carries little padding.
+2. Around it, the batch takes sentences of similar length: a batch costs about
+   `overhead + per_token x sentences x longest` seconds (`CostModel`, fitted per worker from the
+   times it reports), so the cut takes the number of sentences that gives the most sentences per
+   second: on a GPU (large overhead) full batches, on a CPU (overhead of a few tokens, no gain
+   from size) small batches of near-equal length, since every padding token costs as much as a
+   real one. Without a cost model, the run of `size` sentences of least length spread.
 
 Retried sentences (their worker died) go back to the front. The queue only counts and orders;
 bounds (`max_queue_size`) are enforced by the server before `add`.
@@ -98,11 +102,14 @@ class BatchQueue:
             queue.clear()
             queue.extend(kept)
 
-    def cut(self, size=None):
+    def cut(self, size=None, overhead_tokens=None, fixed_length=None):
         """Removes and returns the next batch (a list of Items, possibly empty).
 
         Args:
           size: the most sentences to take (default and upper bound: max_batch_size).
+          overhead_tokens: (optional) the worker's fixed cost per batch in token-equivalents
+            (`CostModel.overhead_tokens`); the batch size then maximizes sentences per second.
+          fixed_length: (optional) every batch is padded to this length (SavedModels).
         """
         size = min(size or self.max_batch_size, self.max_batch_size)
         self._drop_empty()
@@ -115,7 +122,9 @@ class BatchQueue:
         window, groups = self._window()
         if not window:
             return []
-        if len(window) <= size:
+        if overhead_tokens is not None:
+            chosen = _fastest_run(window, size, overhead_tokens, fixed_length)
+        elif len(window) <= size:
             chosen = window
         else:
             chosen = _tightest_run(window, size)
@@ -159,3 +168,73 @@ def _tightest_run(window, size):
     last = min(position, len(ordered) - size)
     best = min(range(first, last + 1), key=lambda s: (lengths[s + size - 1] - lengths[s], -s))
     return ordered[best:best + size]
+
+
+def _fastest_run(window, size, overhead_tokens, fixed_length=None):
+    """The batch holding window[0] that maximizes n / (overhead + n x longest).
+
+    For n sentences the least padded batch holding the anchor is the anchor and the n - 1
+    sentences just shorter than it (or, when there are fewer, the n shortest), so one pass
+    over n finds the best size.
+    """
+    anchor = window[0]
+    ordered = sorted(window, key=lambda item: item.length)
+    position = next(i for i, item in enumerate(ordered) if item is anchor)
+    best_n, best_rate = 1, -1.0
+    for n in range(1, min(size, len(ordered)) + 1):
+        longest = fixed_length or ordered[max(position, n - 1)].length
+        rate = n / (overhead_tokens + n * longest)
+        if rate >= best_rate:
+            best_n, best_rate = n, rate
+    start = max(0, position - best_n + 1)
+    return ordered[start:start + best_n]
+
+
+class CostModel:
+    """A worker's batch time as `overhead + per_token x padded tokens`, fitted on its recent
+    batches by least squares.
+
+    `overhead_tokens` (overhead / per_token) is what the batch cutter needs: the number of
+    padding tokens worth saving by running one more batch. Until `min_batches` batches of
+    different sizes were timed, it is `default_overhead_tokens`.
+    """
+
+    def __init__(self, default_overhead_tokens=512.0, history=128, min_batches=8):
+        self.default_overhead_tokens = default_overhead_tokens
+        self.min_batches = min_batches
+        self._points = collections.deque(maxlen=history)
+        self._fit = None
+
+    def add(self, tokens, seconds):
+        """Records one batch: `tokens` = sentences x padded length, `seconds` of model time."""
+        self._points.append((float(tokens), float(seconds)))
+        self._fit = None
+
+    def _fitted(self):
+        if self._fit is None:
+            self._fit = (None, None)
+            if len(self._points) >= self.min_batches:
+                xs = [x for x, _ in self._points]
+                ys = [y for _, y in self._points]
+                mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
+                var = sum((x - mean_x) ** 2 for x in xs)
+                if var > 0:
+                    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / var
+                    if slope > 0:
+                        self._fit = (max(mean_y - slope * mean_x, 0.0), slope)
+        return self._fit
+
+    @property
+    def overhead_tokens(self):
+        overhead, per_token = self._fitted()
+        if per_token is None:
+            return self.default_overhead_tokens
+        return min(max(overhead / per_token, 1.0), 1e6)
+
+    def describe(self):
+        overhead, per_token = self._fitted()
+        if per_token is None:
+            return {"batches_timed": len(self._points)}
+        return {"batches_timed": len(self._points), "overhead_ms": round(1000 * overhead, 3),
+                "ms_per_1k_tokens": round(1e6 * per_token, 3),
+                "overhead_tokens": round(self.overhead_tokens, 1)}

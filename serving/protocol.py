@@ -15,8 +15,9 @@ field holds the message itself (commas replaced): the unmodified client passes `
 reaches the caller's code instead of leaving it waiting.
 
 Frontend <-> worker (ROUTER/DEALER over a local ipc:// socket): the first frame is a command
-(`READY`, `FATAL`, `BATCH`, `RESULT`, `FAILED`, `STOP`), then a batch id where it applies, then
-arrays as one JSON header frame plus one raw frame per array (`pack_arrays`).
+(`READY`, `FATAL`, `BATCH`, `RESULT`, `FAILED`, `STOP`, `INPUTS`, `ANSWERS`), then a batch id
+where it applies (RESULT and ANSWERS then carry the seconds the model took), then arrays as one
+JSON header frame plus one raw frame per array (`pack_arrays`), or JSON for INPUTS/ANSWERS.
 """
 
 import json

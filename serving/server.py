@@ -13,8 +13,9 @@ The loop (`Server.run`) waits on all sockets (and wakes every 100 ms) and in eac
 3. checks the worker processes: one that exited has its in-flight batches put back at the front
    of the queue (a sentence whose worker died more than `batch_retries` times fails its request
    with an explicit error instead) and is restarted;
-4. hands batches to ready workers (two in flight each, so a worker never waits for the next one);
-   a batch is padded to its longest sentence;
+4. hands batches to ready workers: an idle worker gets its share of what waits, a busy one a
+   second batch only when a full batch waits (so small requests that arrive while the workers
+   run are batched together); a batch is padded to its longest sentence;
 5. sends replies held back because their client's subscription had not arrived yet (ZeroMQ's
    "slow joiner": the XPUB socket tells which clients are subscribed, so a reply is sent once its
    client can receive it, instead of being lost);
@@ -100,6 +101,8 @@ class WorkerSlot:
         self.ready = False
         self.ever_ready = False
         self.inflight = {}  # batch id (bytes) -> list of batching.Item
+        self.batch_tokens = {}  # batch id -> sentences x padded length
+        self.cost = batching.CostModel()
         self.started_at = 0.0
         self.restart_at = None
         self.restarts = 0
@@ -112,7 +115,8 @@ class WorkerSlot:
         return {"worker": self.index, "pid": self.process.pid if self.process else None,
                 "device": "cpu" if self.device < 0 else "gpu %d" % self.device,
                 "threads": self.threads, "ready": self.ready, "in_flight_batches":
-                len(self.inflight), "restarts": self.restarts, "disabled": self.disabled}
+                len(self.inflight), "restarts": self.restarts, "disabled": self.disabled,
+                "batch_cost": self.cost.describe()}
 
 
 class Server:
@@ -463,16 +467,24 @@ class Server:
             slot.fatal_message = frames[2].decode("utf-8", "replace")
             logging.error("worker %d cannot load the model: %s", slot.index, slot.fatal_message)
         elif command == protocol.W_RESULT:
-            self._on_result(slot, frames[2], protocol.unpack_arrays(frames[3:]))
+            self._timed(slot, frames[2], frames[3])
+            self._on_result(slot, frames[2], protocol.unpack_arrays(frames[4:]))
         elif command == protocol.W_ANSWERS:
-            answers = json.loads(frames[3].decode("utf-8"))
+            self._timed(slot, frames[2], frames[3])
+            answers = json.loads(frames[4].decode("utf-8"))
             self._on_result(slot, frames[2], {"answer": answers})
         elif command == protocol.W_FAILED:
             items = slot.inflight.pop(frames[2], [])
+            slot.batch_tokens.pop(frames[2], None)
             message = frames[3].decode("utf-8", "replace")
             logging.error("worker %d: a batch failed: %s", slot.index, message)
             for request in {id(i.request): i.request for i in items}.values():
                 self._fail(request, 500, "the model failed on this request: %s" % message)
+
+    def _timed(self, slot, batch_id, seconds):
+        tokens = slot.batch_tokens.pop(batch_id, None)
+        if tokens is not None:
+            slot.cost.add(tokens, float(seconds))
 
     def _on_ready(self, slot, info):
         slot.ready = slot.ever_ready = True
@@ -522,6 +534,7 @@ class Server:
         pid = slot.process.pid
         slot.process, slot.ready = None, False
         batches, slot.inflight = list(slot.inflight.values()), {}
+        slot.batch_tokens = {}
         self._retry_or_fail(batches)
         if was_ready:
             slot.restarts += 1
@@ -561,15 +574,18 @@ class Server:
         if not ready or not len(self._queue):
             return
         # An idle worker gets an equal share of what waits (a big request runs on all workers at
-        # once); a busy one gets a full batch to hold next.
+        # once). A busy one gets a second batch only when a full one waits: smaller requests
+        # wait for its answer and go out together as one bigger batch.
         idle = [s for s in ready if not s.inflight]
+        fixed = self.model.fixed_length
         for k, slot in enumerate(idle):
             if len(self._queue):
                 share = math.ceil(len(self._queue) / (len(idle) - k))
-                self._send_batch(slot, self._queue.cut(share))
+                self._send_batch(slot, self._queue.cut(share, slot.cost.overhead_tokens, fixed))
         for slot in sorted(ready, key=lambda s: len(s.inflight)):
-            while len(slot.inflight) < _IN_FLIGHT_PER_WORKER and len(self._queue):
-                self._send_batch(slot, self._queue.cut())
+            while (len(slot.inflight) < _IN_FLIGHT_PER_WORKER
+                   and len(self._queue) >= self.config.max_batch_size):
+                self._send_batch(slot, self._queue.cut(None, slot.cost.overhead_tokens, fixed))
 
     def _send_batch(self, slot, items):
         if not items:
@@ -579,11 +595,15 @@ class Server:
         for item in items:
             item.attempts += 1
         slot.inflight[batch_id] = items
+        self._counters["num_batch"] += 1
+        self._counters["num_batched_seq"] += len(items)
         if self.model.is_task_predictor:
             inputs = json.dumps([item.features.value for item in items]).encode("utf-8")
+            slot.batch_tokens[batch_id] = sum(item.length for item in items)
             self._router.send_multipart([slot.identity, protocol.W_INPUTS, batch_id, inputs])
             return
         length = self.model.fixed_length or max(item.length for item in items)
+        slot.batch_tokens[batch_id] = length * len(items)
         arrays = features.pad_batch([item.features for item in items], length)
         self._router.send_multipart([slot.identity, protocol.W_BATCH, batch_id]
                                     + protocol.pack_arrays(arrays))
@@ -758,7 +778,10 @@ class Server:
             "num_data_request", "num_total_seq", "num_sys_request", "num_answered_request",
             "num_answered_seq", "num_error_reply", "num_busy_reply", "num_failed_request",
             "num_malformed_message", "num_retried_batch", "num_worker_restart",
-            "num_reply_without_subscriber")}
+            "num_reply_without_subscriber", "num_batch")}
+        if stats["num_batch"]:
+            stats["avg_batch_size"] = round(self._counters["num_batched_seq"] / stats["num_batch"],
+                                            2)
         stats["num_total_request"] = stats["num_data_request"] + stats["num_sys_request"]
         stats["num_total_client"] = len(self._clients) + self._counters["num_forgotten_client"]
         stats["num_active_client"] = sum(1 for t in self._clients.values()

@@ -286,18 +286,21 @@ def _loop(sock, runner, parent_pid):
             logging.error("unexpected message %r from the frontend; ignored", frames[0][:32])
             continue
         batch_id = frames[1]
+        started = time.perf_counter()
         try:
             if frames[0] == protocol.W_INPUTS:
                 answers = runner.run_inputs(json.loads(frames[2].decode("utf-8")))
-                reply = [protocol.W_ANSWERS, batch_id, json.dumps(answers).encode("utf-8")]
+                reply = [json.dumps(answers).encode("utf-8")]
             else:
-                outputs = runner.run(protocol.unpack_arrays(frames[2:]))
-                reply = [protocol.W_RESULT, batch_id] + protocol.pack_arrays(outputs)
+                reply = protocol.pack_arrays(runner.run(protocol.unpack_arrays(frames[2:])))
         except Exception as e:  # a failed batch fails its requests, not the worker
             logging.exception("batch %s failed", batch_id)
             sock.send_multipart([protocol.W_FAILED, batch_id, _one_line(e).encode("utf-8")])
             continue
-        sock.send_multipart(reply)
+        # The model time goes back with the result: the frontend sizes batches by it.
+        seconds = b"%.6f" % (time.perf_counter() - started)
+        command = protocol.W_ANSWERS if frames[0] == protocol.W_INPUTS else protocol.W_RESULT
+        sock.send_multipart([command, batch_id, seconds] + reply)
 
 
 def _tensorflow_version():

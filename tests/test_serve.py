@@ -231,7 +231,7 @@ def test_client_calls_give_extract_features_vectors(server, extracted):
 
 def test_client_timeout(server):
     # 1 ms: no server answers 2,000 sentences that fast.
-    with server.client(timeout=1, check_length=False) as bc:
+    with server.client(timeout=1, ignore_all_checks=True) as bc:
         with pytest.raises(TimeoutError):
             bc.encode(SENTENCES * 250)
 

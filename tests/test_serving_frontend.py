@@ -78,13 +78,14 @@ def fake_worker_main(settings):
         if frames[0] == protocol.W_INPUTS:  # another task's export: JSON answers
             answers = [{"input": x, "chars": len(json.dumps(x))}
                        for x in json.loads(frames[2])]
-            sock.send_multipart([protocol.W_ANSWERS, frames[1], json.dumps(answers).encode()])
+            sock.send_multipart([protocol.W_ANSWERS, frames[1], b"0.001",
+                                 json.dumps(answers).encode()])
             continue
         arrays = protocol.unpack_arrays(frames[2:])
         if crash_id >= 0 and (arrays["input_ids"] == crash_id).any():
             os._exit(3)
         time.sleep(delay)
-        sock.send_multipart([protocol.W_RESULT, frames[1]]
+        sock.send_multipart([protocol.W_RESULT, frames[1], b"%.6f" % (delay + 0.001)]
                             + protocol.pack_arrays(fake_outputs(arrays, settings["spec"])))
 
 

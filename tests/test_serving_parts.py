@@ -200,6 +200,39 @@ def test_a_cut_smaller_than_a_batch_splits_a_big_request():
     assert len(queue.cut(50)) == 50 and len(queue.cut(400)) == 50
 
 
+def test_the_cost_model_sizes_batches_for_the_device():
+    def queue_of(lengths):
+        queue = batching.BatchQueue(max_batch_size=8, priority_batch_size=0)
+        queue.add(FakeRequest("r"), [Sized(n) for n in lengths])
+        return queue
+
+    lengths = [20, 5, 6, 7, 40, 41, 42, 19]  # the first is the anchor
+    # A CPU-like worker (overhead of one token): the anchor and every shorter sentence, nothing
+    # that would raise the padded length to 40.
+    batch = queue_of(lengths).cut(overhead_tokens=1.0)
+    assert sorted(item.length for item in batch) == [5, 6, 7, 19, 20]
+    # A GPU-like worker (overhead of 100,000 tokens): the whole batch.
+    assert len(queue_of(lengths).cut(overhead_tokens=1e5)) == 8
+    # Inputs padded to a fixed length anyway: size is free, take all.
+    assert len(queue_of(lengths).cut(overhead_tokens=1.0, fixed_length=64)) == 8
+    assert len(queue_of(lengths).cut(3, overhead_tokens=1e5)) == 3
+
+
+def test_the_cost_model_fits_overhead_and_per_token_time():
+    model = batching.CostModel(default_overhead_tokens=512.0, min_batches=4)
+    for tokens in (100, 200):
+        model.add(tokens, 0.010 + 0.001 * tokens)
+    assert model.overhead_tokens == 512.0  # too few batches timed
+    for tokens in (400, 800, 50):
+        model.add(tokens, 0.010 + 0.001 * tokens)
+    assert model.overhead_tokens == pytest.approx(10.0)
+    assert model.describe()["ms_per_1k_tokens"] == pytest.approx(1000.0)
+    flat = batching.CostModel(min_batches=2)
+    for tokens in (100, 100, 100):
+        flat.add(tokens, 0.5)
+    assert flat.overhead_tokens == flat.default_overhead_tokens  # no spread: nothing to fit
+
+
 # ------------------------------------------------------------------------------------------------
 # pooling
 # ------------------------------------------------------------------------------------------------
