@@ -427,6 +427,31 @@ def test_multi_label_end_to_end(tiny_model, tmp_path):
                                 if p >= 0.5]
 
 
+def test_sts_b_runs_as_regression_by_itself(tiny_model, tmp_path):
+    """--task_name=sts-b on files in the official layout: regression without --task_type."""
+    header = GLUE_FILES["sts-b"]["train.tsv"][0]
+    for split in ("train", "dev", "test"):
+        with open(os.path.join(REGRESSION_DIR, f"{split}.tsv"), encoding="utf-8") as f:
+            pairs = [line.rstrip("\n").split("\t") for line in f][1:]
+        rows = [[str(i), "main-captions", "sample", "2024", str(i), "none", "none", a, b]
+                + ([score] if split != "test" else []) for i, (a, b, score) in enumerate(pairs)]
+        _write(tmp_path / "STS-B" / f"{split}.tsv",
+               _tsv([header if split != "test" else header[:-1]] + rows))
+    out = tmp_path / "out"
+    result = _run(tiny_model + ["--task_name=STS-B", f"--data_dir={tmp_path / 'STS-B'}",
+                                f"--output_dir={out}", "--do_train", "--do_eval", "--do_predict",
+                                "--train_batch_size=8", "--num_train_epochs=1"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert set(_read_results(out / "eval_results.txt")) == \
+        set(rc.eval_metric_names(0, rc.HeadOptions("regression")))
+    assert len(open(out / "test_results.tsv").read().splitlines()) == 10
+    refused = _run(tiny_model + ["--task_name=sts-b", "--task_type=classification",
+                                 f"--data_dir={tmp_path / 'STS-B'}", f"--output_dir={out}",
+                                 "--do_eval"])
+    assert refused.returncode == 1
+    assert "task sts-b is a regression task; drop --task_type=classification" in refused.stderr
+
+
 def test_bad_input_in_runs_is_one_line(tiny_model, tmp_path):
     _write(tmp_path / "d" / "train.tsv", _tsv([["labels", "text"], ["price", "a"],
                                                ["price;quality", "b"]]))
