@@ -13,9 +13,10 @@ The loop (`Server.run`) waits on all sockets (and wakes every 100 ms) and in eac
 3. checks the worker processes: one that exited has its in-flight batches put back at the front
    of the queue (a sentence whose worker died more than `batch_retries` times fails its request
    with an explicit error instead) and is restarted;
-4. hands batches to ready workers: an idle worker gets its share of what waits, a busy one a
-   second batch only when a full batch waits (so small requests that arrive while the workers
-   run are batched together); a batch is padded to its longest sentence;
+4. hands batches to ready workers: an idle worker gets its share of what waits, sized by its
+   cost model (batching.CostModel, fitted from the model times it reports), a busy one a second
+   batch only when a full batch waits (so small requests that arrive while the workers run are
+   batched together); a batch is padded to its longest sentence;
 5. sends replies held back because their client's subscription had not arrived yet (ZeroMQ's
    "slow joiner": the XPUB socket tells which clients are subscribed, so a reply is sent once its
    client can receive it, instead of being lost);
