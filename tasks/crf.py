@@ -184,53 +184,45 @@ def log_likelihood(potentials, tags, lengths, scores):
 def viterbi_decode(potentials, lengths, scores):
     """Highest-scoring tag sequence of each row (Viterbi).
 
+    The loop over time is unrolled (T must be known when the graph is built, as max_seq_length
+    is): no while loop or TensorArray, so exported taggers convert to TFLite and compile with XLA.
+
     Args:
-      potentials: float Tensor [B, T, L].
+      potentials: float Tensor [B, T, L], T static.
       lengths: int32 Tensor [B].
       scores: TransitionScores of float32 tensors.
 
     Returns:
       (tags, best_scores): int32 Tensor [B, T] with 0 past each row's length, and float32 Tensor
       [B] with the score of that sequence (0 for rows of length 0).
+
+    Raises:
+      ValueError: T is not static.
     """
+    num_steps = _num_steps(potentials)
+    if num_steps is None:
+        raise ValueError("viterbi_decode needs the sequence length (dimension 1) to be static")
     potentials = tf.cast(potentials, tf.float32)
     lengths = tf.cast(lengths, tf.int32)
-    num_labels = tf.shape(potentials)[2]
-    max_length = tf.shape(potentials)[1]
     delta = potentials[:, 0, :] + scores.start[tf.newaxis, :]  # [B, L]
     # Past a row's end every label points back at itself, so backtracking walks through unchanged.
-    identity = tf.broadcast_to(tf.range(num_labels)[tf.newaxis, :], tf.shape(delta))
-
-    def forward(carry, inputs):
-        delta, _ = carry
-        emission, t = inputs
+    identity = tf.broadcast_to(tf.range(tf.shape(potentials)[2])[tf.newaxis, :], tf.shape(delta))
+    backpointers = []  # backpointers[t - 1] maps the label at step t to the one at t - 1: [B, L]
+    for t in range(1, num_steps):
         candidates = delta[:, :, tf.newaxis] + scores.transitions[tf.newaxis, :, :]  # [B, L, L]
-        best_previous = tf.argmax(candidates, axis=1, output_type=tf.int32)  # [B, L]
-        updated = tf.reduce_max(candidates, axis=1) + emission
-        active = (t < lengths)[:, tf.newaxis]
-        return (tf.where(active, updated, delta), tf.where(active, best_previous, identity))
-
-    if _num_steps(potentials) == 1:
-        # A scan over zero steps cannot stack its (empty) outputs: decode the one step directly.
-        final = delta + scores.end[tf.newaxis, :]
-        tags = tf.argmax(final, axis=1, output_type=tf.int32)[:, tf.newaxis]  # [B, 1]
-    else:
-        emissions = _time_major(potentials)[1:]  # [T - 1, B, L]
-        steps = tf.range(1, max_length)
-        deltas, backpointers = tf.scan(forward, (emissions, steps),
-                                       initializer=(delta, identity))
-        # deltas: [T - 1, B, L]; backpointers[t - 1] maps the label at step t to the one at t - 1.
-        final = deltas[-1] + scores.end[tf.newaxis, :]
-        last_tags = tf.argmax(final, axis=1, output_type=tf.int32)  # [B]
-
-        def backward(tags_after, pointers):
-            return tf.gather(pointers, tags_after, batch_dims=1)  # [B]
-
-        earlier = tf.scan(backward, backpointers, initializer=last_tags, reverse=True)  # [T-1, B]
-        tags = tf.concat([tf.transpose(earlier), last_tags[:, tf.newaxis]], axis=1)  # [B, T]
+        active = (t < lengths)[:, tf.newaxis]  # [B, 1]
+        backpointers.append(tf.where(active, tf.argmax(candidates, axis=1, output_type=tf.int32),
+                                     identity))
+        delta = tf.where(active, tf.reduce_max(candidates, axis=1) + potentials[:, t, :], delta)
+    final = delta + scores.end[tf.newaxis, :]
+    tag = tf.argmax(final, axis=1, output_type=tf.int32)  # [B]
+    tags = [tag]
+    for pointers in reversed(backpointers):
+        tag = tf.gather(pointers, tag, batch_dims=1)
+        tags.append(tag)
+    tags = tf.stack(tags[::-1], axis=1)  # [B, T]
+    tags = tf.where(tf.sequence_mask(lengths, num_steps), tags, tf.zeros_like(tags))
     best_scores = tf.reduce_max(final, axis=1)
-    mask = tf.sequence_mask(lengths, max_length)
-    tags = tf.where(mask, tags, tf.zeros_like(tags))
     best_scores = tf.where(lengths > 0, best_scores, tf.zeros_like(best_scores))
     return tags, best_scores
 
