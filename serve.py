@@ -144,24 +144,8 @@ def _int_list(name, values):
                                 "-4,-3" if name == "pooling_layer" else "0,1")) from None
 
 
-def config_from_flags():
-    """The flags as a validated `ServeConfig` (UsageError naming the flag otherwise)."""
-    config = serving_config.ServeConfig(
-        model_dir=FLAGS.model_dir, tuned_model_dir=FLAGS.tuned_model_dir,
-        ckpt_name=FLAGS.ckpt_name, config_name=FLAGS.config_name,
-        saved_model_dir=FLAGS.saved_model_dir, task=FLAGS.task, labels=FLAGS.labels,
-        max_seq_len=_max_seq_len(FLAGS.max_seq_len), do_lower_case=not FLAGS.cased_tokenization,
-        pooling_layer=_int_list("pooling_layer", FLAGS.pooling_layer),
-        pooling_strategy=FLAGS.pooling_strategy, mask_cls_sep=FLAGS.mask_cls_sep,
-        show_tokens_to_client=FLAGS.show_tokens_to_client, num_worker=FLAGS.num_worker,
-        max_batch_size=FLAGS.max_batch_size, priority_batch_size=FLAGS.priority_batch_size,
-        port=FLAGS.port, port_out=FLAGS.port_out, http_port=FLAGS.http_port,
-        bind_address=FLAGS.bind_address, cors=FLAGS.cors, cpu=FLAGS.cpu,
-        device_map=_int_list("device_map", FLAGS.device_map), fp16=FLAGS.fp16, xla=FLAGS.xla,
-        verbose=FLAGS.verbose, max_queue_size=FLAGS.max_queue_size,
-        max_request_bytes=FLAGS.max_request_bytes, load_timeout=FLAGS.load_timeout,
-        shutdown_timeout=FLAGS.shutdown_timeout, batch_retries=FLAGS.batch_retries,
-        num_threads=FLAGS.num_threads)
+def validated(config):
+    """`config` once its values are checked (UsageError naming the flag otherwise)."""
     try:
         config.validate()
     except ValueError as e:
@@ -199,7 +183,23 @@ def worker_devices(config):
 def main(argv):
     del argv
     logging.set_verbosity(logging.DEBUG if FLAGS.verbose else logging.INFO)
-    config = config_from_flags()
+    config = serving_config.ServeConfig(
+        model_dir=FLAGS.model_dir, tuned_model_dir=FLAGS.tuned_model_dir,
+        ckpt_name=FLAGS.ckpt_name, config_name=FLAGS.config_name,
+        saved_model_dir=FLAGS.saved_model_dir, task=FLAGS.task, labels=FLAGS.labels,
+        max_seq_len=_max_seq_len(FLAGS.max_seq_len), do_lower_case=not FLAGS.cased_tokenization,
+        pooling_layer=_int_list("pooling_layer", FLAGS.pooling_layer),
+        pooling_strategy=FLAGS.pooling_strategy, mask_cls_sep=FLAGS.mask_cls_sep,
+        show_tokens_to_client=FLAGS.show_tokens_to_client, num_worker=FLAGS.num_worker,
+        max_batch_size=FLAGS.max_batch_size, priority_batch_size=FLAGS.priority_batch_size,
+        port=FLAGS.port, port_out=FLAGS.port_out, http_port=FLAGS.http_port,
+        bind_address=FLAGS.bind_address, cors=FLAGS.cors, cpu=FLAGS.cpu,
+        device_map=_int_list("device_map", FLAGS.device_map), fp16=FLAGS.fp16, xla=FLAGS.xla,
+        verbose=FLAGS.verbose, max_queue_size=FLAGS.max_queue_size,
+        max_request_bytes=FLAGS.max_request_bytes, load_timeout=FLAGS.load_timeout,
+        shutdown_timeout=FLAGS.shutdown_timeout, batch_retries=FLAGS.batch_retries,
+        num_threads=FLAGS.num_threads)
+    config = validated(config)
     try:
         model = serving_config.resolve_model(config)
     except ValueError as e:

@@ -37,6 +37,9 @@ BENCHES = [
     ("export", "bench_export.py", "latency and size of each export format vs the checkpoint"),
     ("squad", "bench_squad.py",
      "SQuAD feature conversion vs the reference algorithm: questions/s, kept-feature memory"),
+    ("serve", "bench_serve.py",
+     "serve.py + bert-serving-client vs one in-process encoder: sentences/s, per core, "
+     "p50/p90/p99 latency and sentences per CPU-second at 1/4/16 concurrent clients"),
 ]
 
 
