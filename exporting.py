@@ -145,20 +145,21 @@ def load_tflite_runner(model_path, num_threads=1):
     return run
 
 
-def tensor_io_lines(spec, graph_def_path):
-    """The io.txt text: one line per tensor, `<input|output>\\t<name>\\t<dtype>\\t<shape>`."""
-    seq, hidden = spec.max_seq_length, spec.bert_config.hidden_size
-    shapes = {
-        "probabilities": [-1, len(spec.labels or [])],
-        "logits": [-1, len(spec.labels or [])],
-        "pooled_output": [-1, hidden],
-        "sequence_output": [-1, seq, hidden],
-    }
+def tensor_io_lines(model, spec, graph_def_path):
+    """The io.txt text: one line per tensor, `<input|output>\\t<name>\\t<dtype>\\t<shape>`.
+
+    Output dtypes and shapes are read from the model's graph, so every task's head is described
+    (-1 = any batch size).
+    """
+    seq = spec.max_seq_length
     lines = [f"# {os.path.basename(graph_def_path)}: a frozen TensorFlow GraphDef. Feed the inputs "
              f"and fetch the outputs by tensor name (batch dimension -1 = any).",
              "# kind\ttensor\tdtype\tshape"]
     lines += [f"input\t{name}:0\tint32\t[-1, {seq}]" for name in INPUT_NAMES]
-    lines += [f"output\t{name}:0\tfloat32\t{shapes[name]}" for name in spec.output_names]
+    for name in spec.output_names:
+        tensor = model.outputs[name]
+        shape = [-1 if dim is None else dim for dim in tensor.shape.as_list()]
+        lines.append(f"output\t{name}:0\t{tensor.dtype.name}\t{shape}")
     if spec.labels:
         lines.append(f"# labels (output column order): {','.join(spec.labels)}")
     return "\n".join(lines) + "\n"
@@ -192,7 +193,7 @@ def write_frozen_graph(model, spec, export_dir):
     with open(pb_path, "wb") as f:
         f.write(graph_def.SerializeToString())
     with open(os.path.join(directory, "io.txt"), "w", encoding="utf-8") as f:
-        f.write(tensor_io_lines(spec, pb_path))
+        f.write(tensor_io_lines(model, spec, pb_path))
     tf1.logging.info("frozen_graph: %d nodes, ops: %s", len(graph_def.node),
                      ", ".join(sorted({node.op for node in graph_def.node})))
     return pb_path

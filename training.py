@@ -9,8 +9,10 @@ A task's `model_fn` reads its features, calls its `create_model`, then:
 * `make_spec(mode, params, ...)`: a TPUEstimatorSpec or an EstimatorSpec, whichever the estimator
   that `runtime.build_runner` built needs.
 
-`decode_record` parses the TFRecords every task writes. Estimator construction and the run loop are
-in `runtime.py`; loaded models for inference and export in `inference.py`.
+`decode_record` parses the TFRecords every task writes; `streaming_concat` / `streaming_last` collect
+values across eval batches for metrics computed at the end (ranks, decoding). Estimator
+construction and the run loop are in `runtime.py`; loaded models for inference and export in
+`inference.py`.
 """
 
 import tensorflow as tf
@@ -183,25 +185,29 @@ def make_spec(
     )
 
 
-def serving_input_fn_builder(max_seq_length, include_label_ids=False):
-    """Returns a serving_input_receiver_fn for BERT inputs.
+def streaming_concat(name, values):
+    """A local metric variable that grows by `values` (along axis 0) at every update.
 
-    The signature takes int32 `input_ids`, `input_mask`, `segment_ids` of shape
-    [batch_size, max_seq_length] and, with include_label_ids, `label_ids` [batch_size]. Without it
-    the model still receives a zero `label_ids` feature, since the reference model_fns read it in
-    every mode.
+    For metrics that need every value at the end (ranks, decoding): the value op reads the
+    variable, never the input, because it runs after the last batch.
+
+    Returns:
+      (variable, update_op).
     """
+    inner = values.shape.as_list()[1:]
+    variable = tf1.Variable(tf.zeros([0] + inner, values.dtype), trainable=False,
+                            validate_shape=False, name=name, shape=tf.TensorShape(None),
+                            collections=[tf1.GraphKeys.LOCAL_VARIABLES,
+                                         tf1.GraphKeys.METRIC_VARIABLES])
+    update = tf1.assign(variable, tf.concat([variable, values], axis=0), validate_shape=False)
+    return variable, update
 
-    def serving_input_fn():
-        receivers = {
-            name: tf1.placeholder(tf.int32, [None, max_seq_length], name=name)
-            for name in ("input_ids", "input_mask", "segment_ids")
-        }
-        if include_label_ids:
-            receivers["label_ids"] = tf1.placeholder(tf.int32, [None], name="label_ids")
-        features = dict(receivers)
-        if not include_label_ids:
-            features["label_ids"] = tf.zeros_like(receivers["input_ids"][:, 0])
-        return tf.estimator.export.ServingInputReceiver(features, receivers)
 
-    return serving_input_fn
+def streaming_last(name, values):
+    """A local metric variable set to `values` at every update; returns (variable, update_op)."""
+    inner = values.shape.as_list()[1:]
+    variable = tf1.Variable(tf.zeros([0] + inner, values.dtype), trainable=False,
+                            validate_shape=False, name=name, shape=tf.TensorShape(None),
+                            collections=[tf1.GraphKeys.LOCAL_VARIABLES,
+                                         tf1.GraphKeys.METRIC_VARIABLES])
+    return variable, tf1.assign(variable, values, validate_shape=False)

@@ -1396,34 +1396,6 @@ def confusion_matrix_metrics(confusion, positive_label_id=1):
     return {name: tf.cast(value, tf.float32) for name, value in metrics.items()}
 
 
-def streaming_concat(name, values):
-    """A local metric variable that grows by `values` (along axis 0) at every update.
-
-    For metrics that need every value at the end (ranks, decoding): the value op reads the
-    variable, never the input, because it runs after the last batch.
-
-    Returns:
-      (variable, update_op).
-    """
-    inner = values.shape.as_list()[1:]
-    variable = tf1.Variable(tf.zeros([0] + inner, values.dtype), trainable=False,
-                            validate_shape=False, name=name, shape=tf.TensorShape(None),
-                            collections=[tf1.GraphKeys.LOCAL_VARIABLES,
-                                         tf1.GraphKeys.METRIC_VARIABLES])
-    update = tf1.assign(variable, tf.concat([variable, values], axis=0), validate_shape=False)
-    return variable, update
-
-
-def streaming_last(name, values):
-    """A local metric variable set to `values` at every update; returns (variable, update_op)."""
-    inner = values.shape.as_list()[1:]
-    variable = tf1.Variable(tf.zeros([0] + inner, values.dtype), trainable=False,
-                            validate_shape=False, name=name, shape=tf.TensorShape(None),
-                            collections=[tf1.GraphKeys.LOCAL_VARIABLES,
-                                         tf1.GraphKeys.METRIC_VARIABLES])
-    return variable, tf1.assign(variable, values, validate_shape=False)
-
-
 def average_ranks(values):
     """Ranks 1..n of values, ties sharing the mean of their ranks (as Spearman's rho needs)."""
     _, inverse, counts = np.unique(np.asarray(values), return_inverse=True, return_counts=True)
@@ -1497,7 +1469,8 @@ def _regression_metric_fn(per_example_loss, label_values, logits, is_real_exampl
     """eval_loss (the mean squared error), eval_pearson and eval_spearman."""
     weights = tf.cast(is_real_example, tf.float32)
     real = weights > 0
-    collected = [streaming_concat(name, tf.boolean_mask(tf.cast(values[:, 0], tf.float32), real))
+    collected = [training.streaming_concat(
+                     name, tf.boolean_mask(tf.cast(values[:, 0], tf.float32), real))
                  for name, values in (("predictions", logits), ("targets", label_values))]
 
     def compute(predictions, targets):

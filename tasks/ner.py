@@ -47,7 +47,6 @@ import tokenization
 import training
 from cli import ProgressLogger, UsageError, atomic_output
 from tasks import crf
-from tasks.classifier import streaming_concat, streaming_last
 
 tf1 = tf.compat.v1
 
@@ -1118,12 +1117,12 @@ def metric_fn_builder(label_list):
             owned = tf.cast(word_owned, tf.bool)  # [B, S]
             positions = tf.range(tf.shape(word_owned)[1])[tf.newaxis, :]
             index = tf.cast(word_base, tf.int32)[:, tf.newaxis] + positions  # [B, S]
-            collected = [streaming_concat(name, tf.boolean_mask(values, owned))
+            collected = [training.streaming_concat(name, tf.boolean_mask(values, owned))
                          for name, values in (("word_index", index), ("word_scores", word_scores),
                                               ("gold_ids", tf.cast(word_labels, tf.int32)))]
             # The value op runs after the last batch, when no input can be read any more: it may
             # only read variables, so the transition scores are kept in one as well.
-            collected.append(streaming_last("transition_scores", transition_scores[:1]))
+            collected.append(training.streaming_last("transition_scores", transition_scores[:1]))
             update = tf.group(*[u for _, u in collected])
             values = tf1.py_func(compute, [v for v, _ in collected], tf.float32, stateful=True)
         metrics = {key: (values[i], update) for i, key in enumerate(keys)}

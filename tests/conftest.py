@@ -2,6 +2,8 @@
 
 import logging
 import os
+import subprocess
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -37,6 +39,21 @@ def chinese_vocab():
 @pytest.fixture(scope="session")
 def minilm_dir():
     return _artifact(artifacts.minilm_dir)
+
+
+@pytest.fixture(scope="session")
+def minilm_tf(minilm_dir, tmp_path_factory):
+    """all-MiniLM-L6-v2 converted once per test run with convert_checkpoint.py, as a user would.
+
+    Returns the folder with bert_model.ckpt, bert_config.json and vocab.txt.
+    """
+    out = str(tmp_path_factory.mktemp("minilm") / "minilm_tf")
+    converted = subprocess.run([sys.executable, "convert_checkpoint.py", f"--from_hf={minilm_dir}",
+                                f"--output_dir={out}"], cwd=REPO_ROOT,
+                               env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+                               capture_output=True, text=True, timeout=300)
+    assert converted.returncode == 0, converted.stderr[-2000:]
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -380,8 +380,11 @@ def test_input_errors_name_file_line_and_fix(tmp_path):
 
 
 def test_unknown_task_lists_the_known_ones_and_generic_flags_are_checked():
+    # The reference's tasks, the generic ones and the GLUE tasks of issue 15 (with the dash-less
+    # aliases sst2/stsb that other tools use).
     with pytest.raises(cli.UsageError, match=r"Task not found: sst9; known tasks: cola, csv, "
-                                                 r"jsonl, mnli, mrpc, tsv, xnli"):
+                                             r"jsonl, mnli, mrpc, qnli, qqp, rte, sst-2, sst2, "
+                                             r"sts-b, stsb, tsv, wnli, xnli"):
         rc.create_processor("sst9")
     with pytest.raises(cli.UsageError, match="--label_column only applies"):
         rc.create_processor("mrpc", label_column="0")

@@ -469,18 +469,6 @@ def test_bad_input_in_runs_is_one_line(tiny_model, tmp_path):
 # Learning: the real all-MiniLM-L6-v2 on the two samples
 # ------------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def minilm_tf(minilm_dir, tmp_path_factory):
-    """all-MiniLM-L6-v2 converted to a released-format checkpoint, as a user would."""
-    out = str(tmp_path_factory.mktemp("minilm") / "minilm_tf")
-    converted = subprocess.run([sys.executable, "convert_checkpoint.py", f"--from_hf={minilm_dir}",
-                                f"--output_dir={out}"], cwd=REPO_ROOT,
-                               env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
-                               capture_output=True, text=True, timeout=300)
-    assert converted.returncode == 0, converted.stderr[-2000:]
-    return out
-
-
 def _minilm_flags(minilm_tf):
     return [f"--vocab_file={minilm_tf}/vocab.txt",
             f"--bert_config_file={minilm_tf}/bert_config.json",

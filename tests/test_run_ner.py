@@ -254,18 +254,6 @@ def _dictionary_lookup(train, test):
     return predicted
 
 
-@pytest.fixture(scope="module")
-def minilm_tf(minilm_dir, tmp_path_factory):
-    """all-MiniLM-L6-v2 converted to a released-format checkpoint, as a user would."""
-    out = str(tmp_path_factory.mktemp("minilm") / "minilm_tf")
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    converted = subprocess.run([sys.executable, "convert_checkpoint.py", f"--from_hf={minilm_dir}",
-                                f"--output_dir={out}"], cwd=REPO_ROOT, env=env,
-                               capture_output=True, text=True, timeout=300)
-    assert converted.returncode == 0, converted.stderr[-2000:]
-    return out
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("use_crf", [False, True])
 def test_minilm_tagger_beats_dictionary_lookup_on_news_names(use_crf, minilm_tf,

@@ -11,6 +11,7 @@ the same way.
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -287,11 +288,7 @@ def heuristic_baselines(data):
 
 
 @pytest.mark.slow
-def test_minilm_learns_questions_about_real_text(tmp_path, minilm_dir, gensim_test_data):
-    converted = subprocess.run([sys.executable, "convert_checkpoint.py", f"--from_hf={minilm_dir}",
-                                f"--output_dir={tmp_path / 'minilm'}"], cwd=REPO_ROOT, env=_env(),
-                               capture_output=True, text=True, timeout=300)
-    assert converted.returncode == 0, converted.stderr[-3000:]
+def test_minilm_learns_questions_about_real_text(tmp_path, minilm_tf, gensim_test_data):
     with open(artifacts.news_corpus(), encoding="utf-8") as f:
         documents = f.read().splitlines()
     # Different news documents for training and evaluation.
@@ -301,7 +298,7 @@ def test_minilm_learns_questions_about_real_text(tmp_path, minilm_dir, gensim_te
     for name, data in (("train", train), ("dev", dev)):
         with open(tmp_path / f"{name}.json", "w", encoding="utf-8") as f:
             json.dump(data, f)
-    model = tmp_path / "minilm"
+    model = pathlib.Path(minilm_tf)
     out = tmp_path / "out"
     (returncode, _, stderr), = _run([[
         f"--bert_config_file={model}/bert_config.json", f"--vocab_file={model}/vocab.txt",
