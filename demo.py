@@ -10,6 +10,8 @@ each stage is read from the files that stage wrote (nothing is canned):
 4. export_model.py             SavedModel + TFLite exports, each verified against the checkpoint
 5. export_model.py --predict_saved_model   the exported model classifies new texts
 6. extract_features.py         per-token features (reference JSON lines) and mean-pooled vectors
+7. run_squad.py                SQuAD 2.0 question answering from the same checkpoint, with the
+                               official metrics, early stopping and the prediction files
 
     python demo.py [--output_dir demo_output] [--pretrain_steps 300]
 
@@ -35,11 +37,12 @@ SAMPLE = os.path.join(REPO_ROOT, "sample_data")
 CONFIG = os.path.join(SAMPLE, "pretraining", "bert_config_tiny.json")
 VOCAB = os.path.join(SAMPLE, "pretraining", "vocab.txt")
 MAX_SEQ_LENGTH = 64
+NUM_STAGES = 7
 
 
 def run_stage(number, title, args, log_path):
     """Runs one script with `args`; its log goes to `log_path`. Exits the demo if it fails."""
-    print("\n[%d/6] %s" % (number, title), flush=True)
+    print("\n[%d/%d] %s" % (number, NUM_STAGES, title), flush=True)
     print("      $ python %s" % " ".join(args[:1] + [a if len(a) < 70 else a[:67] + "..."
                                                       for a in args[1:]]), flush=True)
     start = time.time()
@@ -237,6 +240,30 @@ def read_labels(output_dir):
         return f.read().split()
 
 
+def stage_squad(out, logs, pretrained_checkpoint):
+    """7. SQuAD 2.0 question answering: official metrics, early stopping, prediction files."""
+    squad_dir = os.path.join(out, "squad")
+    run_stage(7, "run_squad.py: question answering with the official SQuAD 2.0 metrics", [
+        "run_squad.py", "--bert_config_file=%s" % CONFIG, "--vocab_file=%s" % VOCAB,
+        "--init_checkpoint=%s" % pretrained_checkpoint, "--output_dir=%s" % squad_dir,
+        "--train_file=%s" % os.path.join(SAMPLE, "squad", "train-v2.0.json"),
+        "--predict_file=%s" % os.path.join(SAMPLE, "squad", "dev-v2.0.json"),
+        "--version_2_with_negative=True", "--do_train=True", "--do_eval=True",
+        "--do_predict=True", "--max_seq_length=%d" % MAX_SEQ_LENGTH, "--doc_stride=32",
+        "--max_query_length=16", "--train_batch_size=16", "--learning_rate=5e-4",
+        "--num_train_epochs=4", "--save_checkpoints_steps=4",
+        "--max_steps_without_decrease=8", "--tf_random_seed=1",
+    ], os.path.join(logs, "7_run_squad.log"))
+    results = read_results(os.path.join(squad_dir, "eval_results.txt"))
+    print("      dev (best checkpoint): exact %.1f, f1 %.1f, HasAns_f1 %.1f, NoAns_f1 %.1f, "
+          "best_f1 %.1f at null threshold %.2f" % tuple(float(results[k]) for k in (
+              "exact", "f1", "HasAns_f1", "NoAns_f1", "best_f1", "best_f1_thresh")))
+    with open(os.path.join(squad_dir, "predictions.json"), encoding="utf-8") as f:
+        predictions = json.load(f)
+    print("      predictions.json: %d answers (%d \"no answer\"); nbest_predictions.json, "
+          "null_odds.json" % (len(predictions), sum(1 for v in predictions.values() if not v)))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output_dir", default=os.path.join(REPO_ROOT, "demo_output"))
@@ -256,6 +283,7 @@ def main():
     saved_model = stage_export(out, logs, best_checkpoint, finetune_dir)
     stage_predictor(out, logs, saved_model)
     stage_features(out, logs, pretrained)
+    stage_squad(out, logs, pretrained)
     print("\nDemo finished in %.0f s. Everything is in %s" % (time.time() - start, out))
 
 

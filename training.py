@@ -9,8 +9,8 @@ A task's `model_fn` reads its features, calls its `create_model`, then:
 * `make_spec(mode, params, ...)`: a TPUEstimatorSpec or an EstimatorSpec, whichever the estimator
   that `runtime.build_runner` built needs.
 
-`decode_record` parses the TFRecords every task writes; `streaming_concat` / `streaming_last` collect
-values across eval batches for metrics computed at the end (ranks, decoding). Estimator
+`decode_record` parses the TFRecords every task writes; `streaming_concat` / `streaming_last`
+collect values across eval batches for metrics computed at the end (ranks, decoding). Estimator
 construction and the run loop are in `runtime.py`; loaded models for inference and export in
 `inference.py`.
 """
