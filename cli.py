@@ -26,6 +26,7 @@ import tensorflow as tf
 from absl import app, flags
 
 import optimization
+import tokenization
 
 tf1 = tf.compat.v1
 
@@ -648,3 +649,67 @@ def define_model_flags(
     for name in names:
         define_fn, default, help_text = definitions[name]
         _define(define_fn, name, default, help_text, flag_values=flag_values)
+
+
+_FINE_TUNING_FLAGS = {
+    "do_train": (flags.DEFINE_bool, False, "Whether to run training."),
+    "do_eval": (flags.DEFINE_bool, False, "Whether to run eval on the dev set."),
+    "do_predict": (flags.DEFINE_bool, False,
+                   "Whether to run the model in inference mode on the test set."),
+    "train_batch_size": (flags.DEFINE_integer, 32, "Total batch size for training."),
+    "eval_batch_size": (flags.DEFINE_integer, 8, "Total batch size for eval."),
+    "predict_batch_size": (flags.DEFINE_integer, 8, "Total batch size for predict."),
+    "learning_rate": (flags.DEFINE_float, 5e-5, "The initial learning rate for Adam."),
+    "num_train_epochs": (flags.DEFINE_float, 3.0, "Total number of training epochs to perform."),
+    "warmup_proportion": (flags.DEFINE_float, 0.1,
+                          "Proportion of training to perform linear learning rate warmup for. "
+                          "E.g., 0.1 = 10% of training."),
+}
+
+
+def define_fine_tuning_flags(names=tuple(_FINE_TUNING_FLAGS), helps=None, flag_values=None):
+    """Defines the reference fine-tuning runners' mode and hyperparameter flags.
+
+    do_train, do_eval, do_predict, train/eval/predict_batch_size, learning_rate, num_train_epochs
+    and warmup_proportion, with the reference's defaults (run_classifier.py and run_squad.py share
+    them).
+
+    Args:
+      names: the subset this script takes (run_squad.py has no eval_batch_size).
+      helps: {name: help text} where a script words a flag otherwise (run_squad.py's do_predict).
+      flag_values: absl FlagValues to define them in (default: the global FLAGS).
+    """
+    for name in names:
+        define_fn, default, help_text = _FINE_TUNING_FLAGS[name]
+        _define(define_fn, name, default, (helps or {}).get(name, help_text),
+                flag_values=flag_values)
+
+
+# ------------------------------------------------------------------------------------------------
+# Checks every runner makes before any work
+# ------------------------------------------------------------------------------------------------
+
+
+def check_model_files(bert_config_file, vocab_file, do_lower_case, init_checkpoint):
+    """The config and vocab exist and --do_lower_case suits a released checkpoint's name.
+
+    Raises:
+      UsageError: naming the flag and the fix.
+    """
+    for flag, path in (("bert_config_file", bert_config_file), ("vocab_file", vocab_file)):
+        if not path:
+            raise UsageError(f"--{flag} is required: pass the file of the model")
+        if not tf.io.gfile.exists(path):
+            raise UsageError(f"--{flag}={path}: no such file")
+    try:
+        tokenization.validate_case_matches_checkpoint(do_lower_case, init_checkpoint)
+    except ValueError as e:
+        raise UsageError(one_line(e)) from None
+
+
+def check_early_stopping(max_steps_without_decrease, do_train, do_eval, watched="the dev set"):
+    """Early stopping needs training and evaluation in the same run."""
+    if max_steps_without_decrease > 0 and not (do_train and do_eval):
+        raise UsageError(
+            f"--max_steps_without_decrease needs --do_train=true and --do_eval=true (early "
+            f"stopping watches {watched} during training)")

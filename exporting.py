@@ -494,3 +494,11 @@ def format_report_table(report):
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
                      for row in rows)
+
+
+def export_saved_model(spec, export_dir):
+    """A runner's --do_export: `<export_dir>/saved_model` exactly as `export_model.py
+    --format=saved_model` writes it, verified against the checkpoint; returns its path."""
+    spec.checkpoint = cli.resolve_checkpoint(spec.checkpoint, "--do_export")
+    export(spec, export_dir, ["saved_model"], dict(TOLERANCES))
+    return os.path.join(export_dir, "saved_model")

@@ -44,6 +44,24 @@ class CheckpointMismatch(cli.UsageError, ValueError):
     """The checkpoint does not hold the variables the graph needs (names or shapes)."""
 
 
+def read_labels_file(directory):
+    """The labels in <directory>/labels.txt (one per line, in id order), or None without one."""
+    path = os.path.join(directory, LABELS_FILE)
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path, "r") as f:
+        return [line.rstrip("\n") for line in f if line.strip()]
+
+
+def write_labels_file(label_list, directory):
+    """Writes <directory>/labels.txt atomically; the runners write it next to their checkpoints."""
+    path = os.path.join(directory, LABELS_FILE)
+    with cli.atomic_output(path) as tmp_path:
+        with tf.io.gfile.GFile(tmp_path, "w") as f:
+            f.write("".join(label + "\n" for label in label_list))
+    return path
+
+
 # --------------------------------------------------------------------------------------------------
 # Heads: what a task adds to the encoder for inference
 # --------------------------------------------------------------------------------------------------

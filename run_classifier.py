@@ -94,26 +94,7 @@ def define_flags(flag_values=flags.FLAGS):
         "written.", flag_values=flag_values)
 
     # Other parameters
-    flags.DEFINE_bool("do_train", False, "Whether to run training.", flag_values=flag_values)
-    flags.DEFINE_bool("do_eval", False, "Whether to run eval on the dev set.",
-                      flag_values=flag_values)
-    flags.DEFINE_bool(
-        "do_predict", False, "Whether to run the model in inference mode on the test set.",
-        flag_values=flag_values)
-    flags.DEFINE_integer("train_batch_size", 32, "Total batch size for training.",
-                         flag_values=flag_values)
-    flags.DEFINE_integer("eval_batch_size", 8, "Total batch size for eval.",
-                         flag_values=flag_values)
-    flags.DEFINE_integer("predict_batch_size", 8, "Total batch size for predict.",
-                         flag_values=flag_values)
-    flags.DEFINE_float("learning_rate", 5e-5, "The initial learning rate for Adam.",
-                       flag_values=flag_values)
-    flags.DEFINE_float("num_train_epochs", 3.0, "Total number of training epochs to perform.",
-                       flag_values=flag_values)
-    flags.DEFINE_float(
-        "warmup_proportion", 0.1,
-        "Proportion of training to perform linear learning rate warmup for. "
-        "E.g., 0.1 = 10% of training.", flag_values=flag_values)
+    cli.define_fine_tuning_flags(flag_values=flag_values)
 
     # Shared runtime flags (TPU, checkpoints, GPUs/strategies, evaluation during training, export).
     cli.define_tpu_flags(flag_values=flag_values)
@@ -188,19 +169,10 @@ def validate_flags(do_train, do_eval, do_predict, do_export, bert_config_file, v
     if not (do_train or do_eval or do_predict or do_export):
         raise cli.UsageError(
             "At least one of `do_train`, `do_eval`, `do_predict` or `do_export` must be True.")
-    for flag, path in (("bert_config_file", bert_config_file), ("vocab_file", vocab_file)):
-        if not tf.io.gfile.exists(path):
-            raise cli.UsageError(f"--{flag}={path}: no such file")
+    cli.check_model_files(bert_config_file, vocab_file, do_lower_case, init_checkpoint)
     if not tf.io.gfile.isdir(data_dir):
         raise cli.UsageError(f"--data_dir={data_dir}: no such directory")
-    try:
-        tokenization.validate_case_matches_checkpoint(do_lower_case, init_checkpoint)
-    except ValueError as e:
-        raise cli.UsageError(" ".join(str(e).split())) from None
-    if max_steps_without_decrease > 0 and not (do_train and do_eval):
-        raise cli.UsageError(
-            "--max_steps_without_decrease needs --do_train=true and --do_eval=true (early stopping "
-            "watches the dev set during training)")
+    cli.check_early_stopping(max_steps_without_decrease, do_train, do_eval)
     bert_config = modeling.BertConfig.from_json_file(bert_config_file)
     modeling.check_max_seq_length(bert_config, max_seq_length)
     return bert_config
@@ -234,11 +206,10 @@ def export_phase(bert_config, checkpoint, vocab_file, do_lower_case, max_seq_len
     """Writes `<export_dir>/saved_model` like `export_model.py --format=saved_model`, verified."""
     spec = inference.ExportSpec(task=classifier.EXPORT_TASKS[head.task_type],
                                 bert_config=bert_config,
-                                checkpoint=cli.resolve_checkpoint(checkpoint, "--do_export"),
+                                checkpoint=checkpoint,
                                 vocab_file=vocab_file, do_lower_case=do_lower_case,
                                 max_seq_length=max_seq_length, labels=label_list or None)
-    exporting.export(spec, export_dir, ["saved_model"], dict(exporting.TOLERANCES))
-    return os.path.join(export_dir, "saved_model")
+    return exporting.export_saved_model(spec, export_dir)
 
 
 def main(_):
@@ -286,7 +257,7 @@ def main(_):
 
     train_input_fn = eval_input_fn = eval_steps = None
     if FLAGS.do_train:
-        classifier.write_labels_file(label_list, FLAGS.output_dir)
+        inference.write_labels_file(label_list, FLAGS.output_dir)
         train_input_fn = records("train", examples["train"], is_training=True)
     if FLAGS.do_eval:
         # On CPU/GPU one pass over the dev set; TPU needs a fixed number of full batches.

@@ -64,64 +64,66 @@ _V2_METRICS = ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns
                "best_exact", "best_f1")
 
 
-def define_flags():
+def define_flags(flag_values=flags.FLAGS):
     """The reference's 30 flags, the shared runtime groups and the flags it did not have."""
     # Required parameters (and the model flags: bert_config_file, vocab_file, init_checkpoint,
     # do_lower_case, max_seq_length with the reference's SQuAD default of 384)
-    cli.define_model_flags(max_seq_length=384)
+    cli.define_model_flags(max_seq_length=384, flag_values=flag_values)
     flags.DEFINE_string(
         "output_dir", None,
         "The output directory where the model checkpoints, TFRecords and predictions will be "
-        "written.")
+        "written.", flag_values=flag_values)
 
     # Other parameters
-    flags.DEFINE_string("train_file", None, "SQuAD json for training. E.g., train-v1.1.json")
+    flags.DEFINE_string("train_file", None, "SQuAD json for training. E.g., train-v1.1.json",
+                        flag_values=flag_values)
     flags.DEFINE_string(
         "predict_file", None,
-        "SQuAD json for predictions. E.g., dev-v1.1.json or test-v1.1.json")
+        "SQuAD json for predictions. E.g., dev-v1.1.json or test-v1.1.json",
+        flag_values=flag_values)
     flags.DEFINE_integer(
         "doc_stride", 128,
-        "When splitting up a long document into chunks, how much stride to take between chunks.")
+        "When splitting up a long document into chunks, how much stride to take between chunks.",
+        flag_values=flag_values)
     flags.DEFINE_integer(
         "max_query_length", 64,
         "The maximum number of tokens for the question. Questions longer than this will be "
-        "truncated to this length.")
-    flags.DEFINE_bool("do_train", False, "Whether to run training.")
-    # The reference's help text, although it predicts on any predict_file (see --do_eval).
-    flags.DEFINE_bool("do_predict", False, "Whether to run eval on the dev set.")
-    flags.DEFINE_integer("train_batch_size", 32, "Total batch size for training.")
-    flags.DEFINE_integer("predict_batch_size", 8, "Total batch size for predictions.")
-    flags.DEFINE_float("learning_rate", 5e-5, "The initial learning rate for Adam.")
-    flags.DEFINE_float("num_train_epochs", 3.0, "Total number of training epochs to perform.")
-    flags.DEFINE_float(
-        "warmup_proportion", 0.1,
-        "Proportion of training to perform linear learning rate warmup for. "
-        "E.g., 0.1 = 10% of training.")
+        "truncated to this length.", flag_values=flag_values)
+    # The reference's help text for do_predict, although it predicts on any predict_file (see
+    # --do_eval); run_squad has no eval_batch_size (predictions are evaluated in Python).
+    cli.define_fine_tuning_flags(
+        names=("do_train", "do_predict", "train_batch_size", "predict_batch_size",
+               "learning_rate", "num_train_epochs", "warmup_proportion"),
+        helps={"do_predict": "Whether to run eval on the dev set.",
+               "predict_batch_size": "Total batch size for predictions."}, flag_values=flag_values)
     flags.DEFINE_integer(
         "n_best_size", 20,
         "The total number of n-best predictions to generate in the nbest_predictions.json output "
-        "file.")
+        "file.", flag_values=flag_values)
     flags.DEFINE_integer(
         "max_answer_length", 30,
         "The maximum length of an answer that can be generated. This is needed because the start "
-        "and end predictions are not conditioned on one another.")
+        "and end predictions are not conditioned on one another.", flag_values=flag_values)
     flags.DEFINE_bool(
         "verbose_logging", False,
         "If true, all of the warnings related to data processing will be printed. A number of "
-        "warnings are expected for a normal SQuAD evaluation.")
+        "warnings are expected for a normal SQuAD evaluation.", flag_values=flag_values)
     flags.DEFINE_bool(
         "version_2_with_negative", False,
-        "If true, the SQuAD examples contain some that do not have an answer.")
+        "If true, the SQuAD examples contain some that do not have an answer.",
+        flag_values=flag_values)
     flags.DEFINE_float(
         "null_score_diff_threshold", 0.0,
-        "If null_score - best_non_null is greater than the threshold predict null.")
+        "If null_score - best_non_null is greater than the threshold predict null.",
+        flag_values=flag_values)
 
     # Shared runtime flags (TPU, checkpoints, GPUs/strategies, evaluation during training, export).
-    cli.define_tpu_flags()
-    cli.define_checkpoint_flags(save_checkpoints_steps=1000, iterations_per_loop=1000)
-    cli.define_runtime_flags()
-    cli.define_eval_during_training_flags(early_stopping_metric="f1")
-    cli.define_export_flags()
+    cli.define_tpu_flags(flag_values=flag_values)
+    cli.define_checkpoint_flags(save_checkpoints_steps=1000, iterations_per_loop=1000,
+                                flag_values=flag_values)
+    cli.define_runtime_flags(flag_values=flag_values)
+    cli.define_eval_during_training_flags(early_stopping_metric="f1", flag_values=flag_values)
+    cli.define_export_flags(flag_values=flag_values)
 
     # Not in the reference
     flags.DEFINE_bool(
@@ -129,12 +131,14 @@ def define_flags():
         "Compute the official SQuAD metrics (exact match and F1; for 2.0 also HasAns/NoAns and "
         "the best null_score_diff_threshold) of the predictions on predict_file, which must hold "
         "the answers, into eval_results.txt. With --do_train and --max_steps_without_decrease, "
-        "evaluate after every checkpoint and stop early on --early_stopping_metric (default f1).")
+        "evaluate after every checkpoint and stop early on --early_stopping_metric (default f1).",
+        flag_values=flag_values)
     flags.DEFINE_bool(
         "strict_answers", True,
         "A training answer whose answer_start does not point at its text stops the run with the "
         "question id. False keeps the reference's handling (such answers are skipped with "
-        "'Could not find answer' or kept when their words contain the text).")
+        "'Could not find answer' or kept when their words contain the text).",
+        flag_values=flag_values)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -150,7 +154,8 @@ def validate_flags(do_train, do_predict, do_eval, do_export, bert_config_file, v
     if not (do_train or do_predict or do_eval or do_export):
         raise cli.UsageError(
             "At least one of `do_train`, `do_predict`, `do_eval` or `do_export` must be True.")
-    needed = [("bert_config_file", bert_config_file), ("vocab_file", vocab_file)]
+    cli.check_model_files(bert_config_file, vocab_file, do_lower_case, init_checkpoint)
+    needed = []
     if do_train:
         needed.append(("train_file", train_file))
     if do_predict or do_eval:
@@ -161,15 +166,12 @@ def validate_flags(do_train, do_predict, do_eval, do_export, bert_config_file, v
         if not tf.io.gfile.exists(path):
             raise cli.UsageError(f"--{flag}={path}: no such file")
     try:
-        tokenization.validate_case_matches_checkpoint(do_lower_case, init_checkpoint)
         squad.check_lengths(max_seq_length, doc_stride, max_query_length)
     except ValueError as e:
         raise cli.UsageError(" ".join(str(e).split())) from None
+    cli.check_early_stopping(max_steps_without_decrease, do_train, do_eval,
+                             watched="the metrics of predict_file")
     if max_steps_without_decrease > 0:
-        if not (do_train and do_eval):
-            raise cli.UsageError(
-                "--max_steps_without_decrease needs --do_train=true and --do_eval=true (early "
-                "stopping watches the metrics of predict_file during training)")
         known = _V2_METRICS if version_2_with_negative else _V1_METRICS
         if early_stopping_metric not in known:
             raise cli.UsageError(f"--early_stopping_metric={early_stopping_metric} is not a SQuAD "
@@ -315,11 +317,10 @@ class PredictSet:
 def export_phase(bert_config, checkpoint, vocab_file, do_lower_case, max_seq_length, export_dir):
     """Writes `<export_dir>/saved_model` (start/end logits, vocab as asset), verified."""
     spec = inference.ExportSpec(task="squad", bert_config=bert_config,
-                                checkpoint=cli.resolve_checkpoint(checkpoint, "--do_export"),
+                                checkpoint=checkpoint,
                                 vocab_file=vocab_file, do_lower_case=do_lower_case,
                                 max_seq_length=max_seq_length)
-    exporting.export(spec, export_dir, ["saved_model"], dict(exporting.TOLERANCES))
-    return os.path.join(export_dir, "saved_model")
+    return exporting.export_saved_model(spec, export_dir)
 
 
 def main(_):

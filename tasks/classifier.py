@@ -1801,23 +1801,6 @@ def compute_train_steps(num_examples, train_batch_size, num_train_epochs, warmup
     return num_train_steps, num_warmup_steps
 
 
-def read_labels_file(output_dir):
-    """Returns the labels in output_dir/labels.txt, or None when there is no such file."""
-    path = os.path.join(output_dir, LABELS_FILE)
-    if not tf.io.gfile.exists(path):
-        return None
-    with tf.io.gfile.GFile(path, "r") as f:
-        return [line.rstrip("\n") for line in f if line.strip()]
-
-
-def write_labels_file(label_list, output_dir):
-    path = os.path.join(output_dir, LABELS_FILE)
-    with cli.atomic_output(path) as tmp_path:
-        with tf.io.gfile.GFile(tmp_path, "w") as f:
-            f.write("".join(label + "\n" for label in label_list))
-    return path
-
-
 def resolve_processor_and_labels(task_name, data_dir, output_dir, do_train, processor_module=None,
                                  labels=None, text_a_column=None, text_b_column=None,
                                  label_column=None, has_header="auto", task_type=None,
@@ -1837,7 +1820,7 @@ def resolve_processor_and_labels(task_name, data_dir, output_dir, do_train, proc
     if processor_module:
         import_processor_module(processor_module)
     flag_labels = parse_label_list(labels) if labels else None
-    trained_labels = read_labels_file(output_dir)
+    trained_labels = inference.read_labels_file(output_dir)
     task = task_name.lower()
     generic = task in PROCESSORS and issubclass(PROCESSORS[task], GenericProcessor)
     wanted = flag_labels
@@ -1967,7 +1950,7 @@ def resolve_export_labels(labels_flag, checkpoint, num_checkpoint_labels):
         directory = os.path.dirname(checkpoint)
         labels = None
         for candidate in (directory, os.path.dirname(directory)):
-            labels = read_labels_file(candidate) if candidate else None
+            labels = inference.read_labels_file(candidate) if candidate else None
             if labels:
                 source = os.path.join(candidate, LABELS_FILE)
                 break

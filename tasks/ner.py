@@ -1415,23 +1415,6 @@ def sentence_from_text(text, guid="text-0"):
 LABELS_FILE = inference.LABELS_FILE
 
 
-def read_labels_file(directory):
-    """The labels in <directory>/labels.txt, or None when there is no such file."""
-    path = os.path.join(directory, LABELS_FILE)
-    if not tf.io.gfile.exists(path):
-        return None
-    with tf.io.gfile.GFile(path, "r") as f:
-        return [line.rstrip("\n") for line in f if line.strip()]
-
-
-def write_labels_file(label_list, directory):
-    path = os.path.join(directory, LABELS_FILE)
-    with atomic_output(path) as tmp_path:
-        with tf.io.gfile.GFile(tmp_path, "w") as f:
-            f.write("".join(label + "\n" for label in label_list))
-    return path
-
-
 def read_splits(data_dir, splits, data_format="auto"):
     """Reads every split a run needs before any work, so a bad file fails within seconds.
 

@@ -101,7 +101,7 @@ def test_train_eval_predict_export_and_serve_english(tiny_model, tmp_path):
         "--num_train_epochs=3", "--learning_rate=2e-3", "--save_checkpoints_steps=15",
         "--max_steps_without_decrease=100", "--tf_random_seed=3"]))
     results = _read_results(output_dir / "eval_results.txt")
-    labels = ner.read_labels_file(str(output_dir))
+    labels = inference.read_labels_file(str(output_dir))
     assert labels == ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
     assert set(results) == set(ner.eval_metric_names(labels))
     assert results["eval_f1"] > 0.3  # a tiny model from scratch, 45 steps: far above chance
@@ -164,7 +164,7 @@ def test_jsonl_iob1_and_unlabelled_test_file(tiny_model, tmp_path):
     _ok(_run(tiny_model + [f"--data_dir={data}", f"--output_dir={output_dir}", "--do_train",
                            "--do_predict", "--max_seq_length=16", "--train_batch_size=8",
                            "--num_train_epochs=1"]))
-    assert ner.read_labels_file(str(output_dir)) == ["O", "I-LOC", "B-LOC", "I-PER", "B-PER"]
+    assert inference.read_labels_file(str(output_dir)) == ["O", "I-LOC", "B-LOC", "I-PER", "B-PER"]
     [record] = [json.loads(line) for line in open(output_dir / "test_predictions.jsonl")]
     assert record["id"] == "q1" and record["text"] == "Bob  met Ann" and "gold_entities" not in \
         record
