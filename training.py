@@ -49,6 +49,36 @@ def decode_record(record, name_to_features):
 
 
 
+def tfrecord_input_fn(input_file, name_to_features, is_training, drop_remainder):
+    """An Estimator `input_fn(params)` over one TFRecord file of a fine-tuning task.
+
+    Training repeats the file and shuffles in a window of 100, as the reference does (the examples
+    were shuffled before conversion); evaluation and prediction read it once, in order.
+
+    Args:
+      input_file: path of the TFRecord file.
+      name_to_features: dict name -> tf.io.FixedLenFeature of its tf.train.Examples.
+      is_training: repeat and shuffle.
+      drop_remainder: drop the last partial batch (TPUs need static shapes).
+
+    Returns:
+      `input_fn(params)` -> dataset of feature dicts batched by params["batch_size"], int64
+      features cast to int32.
+    """
+
+    def input_fn(params):
+        d = tf.data.TFRecordDataset(input_file)
+        if is_training:
+            d = d.repeat()
+            d = d.shuffle(buffer_size=100)
+        d = d.map(lambda record: decode_record(record, name_to_features),
+                  num_parallel_calls=tf.data.AUTOTUNE)
+        d = d.batch(params["batch_size"], drop_remainder=drop_remainder)
+        return d.prefetch(tf.data.AUTOTUNE)
+
+    return input_fn
+
+
 def init_from_checkpoint(init_checkpoint, use_tpu):
     """Warm-starts the trainable variables that exist in `init_checkpoint` and logs them.
 

@@ -1252,23 +1252,7 @@ def file_based_input_fn_builder(input_file, seq_length, is_training, drop_remain
         name_to_features["label_values"] = tf.io.FixedLenFeature(
             [head.num_outputs(num_labels)], tf.float32)
 
-    def input_fn(params):
-        """The actual input function."""
-        batch_size = params["batch_size"]
-
-        # For training, we want a lot of parallel reading and shuffling.
-        # For eval, we want no shuffling and parallel reading doesn't matter.
-        d = tf.data.TFRecordDataset(input_file)
-        if is_training:
-            d = d.repeat()
-            d = d.shuffle(buffer_size=100)
-
-        d = d.map(lambda record: training.decode_record(record, name_to_features),
-                  num_parallel_calls=tf.data.AUTOTUNE)
-        d = d.batch(batch_size, drop_remainder=drop_remainder)
-        return d.prefetch(tf.data.AUTOTUNE)
-
-    return input_fn
+    return training.tfrecord_input_fn(input_file, name_to_features, is_training, drop_remainder)
 
 
 # The reference's name for it.

@@ -840,19 +840,8 @@ def write_tf_record(features, output_file):
 
 def input_fn_builder(input_file, max_seq_length, is_training, drop_remainder):
     """An Estimator input_fn reading a TFRecord file written by write_tf_record."""
-    schema = name_to_features(max_seq_length)
-
-    def input_fn(params):
-        d = tf.data.TFRecordDataset(input_file)
-        if is_training:
-            d = d.repeat()
-            d = d.shuffle(buffer_size=100)
-        d = d.map(lambda record: training.decode_record(record, schema),
-                  num_parallel_calls=tf.data.AUTOTUNE)
-        d = d.batch(params["batch_size"], drop_remainder=drop_remainder)
-        return d.prefetch(tf.data.AUTOTUNE)
-
-    return input_fn
+    return training.tfrecord_input_fn(input_file, name_to_features(max_seq_length), is_training,
+                                      drop_remainder)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -706,17 +706,7 @@ def input_fn_builder(input_file, seq_length, is_training, drop_remainder):
         name_to_features["start_positions"] = tf.io.FixedLenFeature([], tf.int64)
         name_to_features["end_positions"] = tf.io.FixedLenFeature([], tf.int64)
 
-    def input_fn(params):
-        dataset = tf.data.TFRecordDataset(input_file)
-        if is_training:
-            dataset = dataset.repeat()
-            dataset = dataset.shuffle(buffer_size=100)
-        dataset = dataset.map(lambda record: training.decode_record(record, name_to_features),
-                              num_parallel_calls=tf.data.AUTOTUNE)
-        dataset = dataset.batch(params["batch_size"], drop_remainder=drop_remainder)
-        return dataset.prefetch(tf.data.AUTOTUNE)
-
-    return input_fn
+    return training.tfrecord_input_fn(input_file, name_to_features, is_training, drop_remainder)
 
 
 # ------------------------------------------------------------------------------------------------
