@@ -23,3 +23,13 @@ model_flags() {
 vocab_file() {
   if [ -n "$1" ]; then echo "$1/vocab.txt"; else echo "${TINY_VOCAB}"; fi
 }
+
+# tpu_flags -> --use_tpu=False, or with TPU_NAME set the flags that reach that Cloud TPU
+# (NUM_TPU_CORES, and TPU_ZONE / GCP_PROJECT when given).
+tpu_flags() {
+  if [ -z "${TPU_NAME:-}" ]; then echo "--use_tpu=False"; return; fi
+  local out="--use_tpu=True --tpu_name=${TPU_NAME} --num_tpu_cores=${NUM_TPU_CORES}"
+  [ -n "${TPU_ZONE:-}" ] && out="${out} --tpu_zone=${TPU_ZONE}"
+  [ -n "${GCP_PROJECT:-}" ] && out="${out} --gcp_project=${GCP_PROJECT}"
+  echo "${out}"
+}

@@ -24,12 +24,7 @@ ITERATIONS_PER_LOOP="${ITERATIONS_PER_LOOP:-5}"     # e.g. 1000 on a TPU
 
 source "$(dirname "$0")/common.sh"
 cd "${REPO_ROOT}"
-TPU_FLAGS="--use_tpu=False"
-if [ -n "${TPU_NAME}" ]; then
-  TPU_FLAGS="--use_tpu=True --tpu_name=${TPU_NAME} --num_tpu_cores=${NUM_TPU_CORES}"
-  [ -n "${TPU_ZONE}" ] && TPU_FLAGS="${TPU_FLAGS} --tpu_zone=${TPU_ZONE}"
-  [ -n "${GCP_PROJECT}" ] && TPU_FLAGS="${TPU_FLAGS} --gcp_project=${GCP_PROJECT}"
-fi
+TPU_FLAGS="$(tpu_flags)"
 
 # shellcheck disable=SC2046,SC2086
 "${PYTHON}" run_classifier.py $(model_flags "${BERT_DIR}") --vocab_file="$(vocab_file "${BERT_DIR}")" ${TPU_FLAGS} \

@@ -23,12 +23,7 @@ ITERATIONS_PER_LOOP="${ITERATIONS_PER_LOOP:-10}"    # e.g. 1000 on a TPU
 source "$(dirname "$0")/common.sh"
 cd "${REPO_ROOT}"
 VOCAB="$(vocab_file "${BERT_DIR}")"
-TPU_FLAGS="--use_tpu=False"
-if [ -n "${TPU_NAME}" ]; then
-  TPU_FLAGS="--use_tpu=True --tpu_name=${TPU_NAME} --num_tpu_cores=${NUM_TPU_CORES}"
-  [ -n "${TPU_ZONE}" ] && TPU_FLAGS="${TPU_FLAGS} --tpu_zone=${TPU_ZONE}"
-  [ -n "${GCP_PROJECT}" ] && TPU_FLAGS="${TPU_FLAGS} --gcp_project=${GCP_PROJECT}"
-fi
+TPU_FLAGS="$(tpu_flags)"
 case "${OUTPUT_DIR}" in gs://*) ;; *) mkdir -p "${OUTPUT_DIR}" ;; esac
 
 "${PYTHON}" create_pretraining_data.py --input_file="${CORPUS}" --output_file="${OUTPUT_DIR}/train.tfrecord" \
